@@ -1,0 +1,70 @@
+# TGS Salt: train the empty-image classifier and the U-Net segmenter in k folds, join them, submit.
+# Every target is a thin call of a `python -m PACKAGE.MODULE` entry point; each of those skips the
+# work that is already finished, so any target can be re-run after an interruption.
+
+DATA     ?= data/tgs
+OUT      ?= out
+PRESET   ?= auto
+FOLDS    ?= 5
+TEST     ?= $(DATA)/test/images
+BACKEND  ?= tensorflow
+BACKBONE ?= densenet121
+DOWNLOAD ?= tgs-salt-identification-challenge.zip
+
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+export KERAS_BACKEND := $(BACKEND)
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYTHONUNBUFFERED := 1
+
+DEMO_DATA := $(OUT)/demo/data
+DEMO_OUT  := $(OUT)/demo
+
+.PHONY: install data demo train-classifier train-segmenter submit bench test clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	touch $@
+
+data: $(STAMP)
+	$(PY) -m salt.kaggle --zip $(DOWNLOAD) --data $(DATA)
+
+$(OUT)/classifier/metrics.json: | $(STAMP)
+	$(PY) -m classifier.train --data $(DATA) --out $(OUT) --preset $(PRESET) --folds $(FOLDS) --backbone $(BACKBONE)
+
+$(OUT)/segmenter/metrics.json: | $(STAMP)
+	$(PY) -m segmenter.train --data $(DATA) --out $(OUT) --preset $(PRESET) --folds $(FOLDS)
+
+train-classifier: $(STAMP)
+	$(PY) -m classifier.train --data $(DATA) --out $(OUT) --preset $(PRESET) --folds $(FOLDS) --backbone $(BACKBONE)
+
+train-segmenter: $(STAMP)
+	$(PY) -m segmenter.train --data $(DATA) --out $(OUT) --preset $(PRESET) --folds $(FOLDS)
+
+# Make trains whatever model is missing, then predicts TEST, tunes on out-of-fold predictions,
+# writes and validates the submission, and writes the report.
+submit: $(OUT)/segmenter/metrics.json $(OUT)/classifier/metrics.json
+	$(PY) -m segmenter.predict --out $(OUT) --images $(TEST) --name submit
+	$(PY) -m classifier.predict --out $(OUT) --images $(TEST) --name submit
+	$(PY) -m ensemble.tune --data $(DATA) --out $(OUT)
+	$(PY) -m ensemble.submit --data $(DATA) --out $(OUT) --pred submit
+	$(PY) -m ensemble.report --data $(DATA) --out $(OUT)
+
+# The whole pipeline on the built-in synthetic data set, with the smoke preset.
+demo: $(STAMP)
+	test -f $(DEMO_DATA)/train.csv || $(PY) -m salt.synthetic $(DEMO_DATA) --train 200 --test 50
+	$(MAKE) --no-print-directory submit DATA=$(DEMO_DATA) OUT=$(DEMO_OUT) PRESET=smoke FOLDS=$(FOLDS) TEST=$(DEMO_DATA)/test/images
+	@echo "demo done: submission $(DEMO_OUT)/submission.csv, report $(DEMO_OUT)/report.html"
+
+bench: $(STAMP)
+	$(PY) -m bench.run --out $(OUT)/bench
+
+test: $(STAMP)
+	$(PY) -m pytest tests -q
+
+clean:
+	rm -rf $(OUT)

@@ -1,0 +1,1 @@
+"""Throughput benchmark of the segmenter and the classifier: `python -m bench.run --out OUT/bench`."""

@@ -1,0 +1,79 @@
+"""Stratified K-fold split by coverage class, written once to OUT/folds.csv and reused."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedKFold
+
+from salt.cli import UserError
+from salt.io import write_csv
+
+
+def coverage_class(masks) -> np.ndarray:
+    """Per mask: 0 if empty, else the decile 1..10 of its salt fraction (ceil(10 * fraction)), int64 (N,)."""
+    masks = np.asarray(masks, dtype=bool)
+    n = len(masks)
+    flat = masks.reshape(n, -1)
+    salt = np.count_nonzero(flat, axis=1).astype(np.int64)
+    total = flat.shape[1]
+    return (salt * 10 + total - 1) // total  # exact integer ceil; 0 stays 0
+
+
+def make_folds(ids, masks, k=5, seed=42) -> pd.DataFrame:
+    """Columns id, fold (0..k-1), coverage_class, in the order of `ids` (sklearn StratifiedKFold, shuffled)."""
+    ids = [str(i) for i in ids]
+    if k < 2:
+        raise UserError(f"number of folds must be at least 2, got {k}")
+    if len(ids) != len(masks):
+        raise UserError(f"{len(ids)} ids but {len(masks)} masks")
+    if len(set(ids)) != len(ids):
+        raise UserError("duplicate ids given to make_folds")
+    if len(ids) < k:
+        raise UserError(f"cannot make {k} folds from {len(ids)} images")
+    cls = coverage_class(masks)
+    fold = np.full(len(ids), -1, dtype=np.int64)
+    skf = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The least populated class")
+        for f, (_, val) in enumerate(skf.split(np.zeros(len(ids)), cls)):
+            fold[val] = f
+    return pd.DataFrame({"id": ids, "fold": fold, "coverage_class": cls})
+
+
+def load_or_make_folds(out_dir, ids, masks, k=5, seed=42) -> pd.DataFrame:
+    """OUT/folds.csv if it exists (UserError if it has other ids or another k), else make and write it.
+
+    Returned rows follow the order of `ids`.
+    """
+    if k < 2:
+        raise UserError(f"number of folds must be at least 2, got {k}")
+    path = Path(out_dir) / "folds.csv"
+    ids = [str(i) for i in ids]
+    if not path.exists():
+        df = make_folds(ids, masks, k=k, seed=seed)
+        write_csv(path, df)
+        return df
+    try:
+        df = pd.read_csv(path, dtype={"id": str}, keep_default_na=False)
+    except Exception as e:
+        raise UserError(f"{path}: unreadable CSV ({type(e).__name__})") from None
+    missing = {"id", "fold", "coverage_class"} - set(df.columns)
+    if missing:
+        raise UserError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+    if df["id"].duplicated().any():
+        raise UserError(f"{path}: duplicate id {df['id'][df['id'].duplicated()].iloc[0]}")
+    have, want = set(df["id"]), set(ids)
+    if have != want:
+        diff = sorted(want - have)
+        what = f"id {diff[0]} is missing" if diff else f"has id {sorted(have - want)[0]} not in the data"
+        raise UserError(f"{path}: {what} ({len(want - have)} missing, {len(have - want)} extra); "
+                        "it was made for other data: delete it or use another output folder")
+    folds = sorted(df["fold"].unique().tolist())
+    if folds != list(range(k)):
+        raise UserError(f"{path}: has folds {folds[0]}..{folds[-1]} ({len(folds)} folds), asked for k={k}")
+    df = df.set_index("id").loc[ids].reset_index()
+    return df[["id", "fold", "coverage_class"]].astype({"fold": np.int64, "coverage_class": np.int64})
