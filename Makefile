@@ -9,6 +9,7 @@ FOLDS    ?= 5
 TEST     ?= $(DATA)/test/images
 BACKEND  ?= tensorflow
 BACKBONE ?= densenet121
+VERBOSE  ?= auto
 DOWNLOAD ?= tgs-salt-identification-challenge.zip
 
 VENV   := .venv
@@ -34,16 +35,16 @@ data: $(STAMP)
 	$(PY) -m salt.kaggle --zip $(DOWNLOAD) --data $(DATA)
 
 $(OUT)/classifier/metrics.json: | $(STAMP)
-	$(PY) -m classifier.train --data $(DATA) --out $(OUT) --preset $(PRESET) --folds $(FOLDS) --backbone $(BACKBONE)
+	$(PY) -m classifier.train --data $(DATA) --out $(OUT) --preset $(PRESET) --folds $(FOLDS) --backbone $(BACKBONE) --verbose $(VERBOSE)
 
 $(OUT)/segmenter/metrics.json: | $(STAMP)
-	$(PY) -m segmenter.train --data $(DATA) --out $(OUT) --preset $(PRESET) --folds $(FOLDS)
+	$(PY) -m segmenter.train --data $(DATA) --out $(OUT) --preset $(PRESET) --folds $(FOLDS) --verbose $(VERBOSE)
 
 train-classifier: $(STAMP)
-	$(PY) -m classifier.train --data $(DATA) --out $(OUT) --preset $(PRESET) --folds $(FOLDS) --backbone $(BACKBONE)
+	$(PY) -m classifier.train --data $(DATA) --out $(OUT) --preset $(PRESET) --folds $(FOLDS) --backbone $(BACKBONE) --verbose $(VERBOSE)
 
 train-segmenter: $(STAMP)
-	$(PY) -m segmenter.train --data $(DATA) --out $(OUT) --preset $(PRESET) --folds $(FOLDS)
+	$(PY) -m segmenter.train --data $(DATA) --out $(OUT) --preset $(PRESET) --folds $(FOLDS) --verbose $(VERBOSE)
 
 # Make trains whatever model is missing, then predicts TEST, tunes on out-of-fold predictions,
 # writes and validates the submission, and writes the report.

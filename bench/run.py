@@ -37,6 +37,7 @@ from salt.io import atomic_path, write_json  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 IMG = 101
 BASELINE_TAG = "BASELINE_RESULT "
+SLOW_FIRST_STEP_S = 60.0
 FLOP_NOTE = ("FLOPs: multiply-adds x2 of Conv2D / Conv2DTranspose / DepthwiseConv2D / SeparableConv2D / Dense "
              "layers, counted from the model's layer shapes; elementwise ops (BatchNorm, activations, SE/scSE "
              "scaling, adds, pooling, resizing) are ignored; training ~= 3x forward.")
@@ -202,18 +203,27 @@ def forward_flops(model) -> int:
 # ---------------------------------------------------------------- timing
 
 
-def time_steps(step, warmup: int, steps: int, label: str) -> dict:
-    """Runs `step` warmup + steps times; returns the first (compiling) step's and the timed steps' seconds."""
+def time_steps(step, warmup: int, steps: int | None, label: str) -> dict:
+    """Runs `step` warmup + steps times; returns the first (compiling) step's and the timed steps' seconds.
+
+    steps None: 2 timed steps, or 1 when the first step took over SLOW_FIRST_STEP_S (the CPU).
+    """
     times = []
-    for i in range(warmup + steps):
+    for i in range(warmup):
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
-        kind = "warm-up" if i < warmup else "timed"
-        log(f"{label}: {kind} step {i + 1 if i < warmup else i + 1 - warmup}/{warmup if i < warmup else steps}"
-            f" {times[-1]:.3f} s")
-    timed = times[warmup:]
-    return {"first_step_s": times[0], "step_s": float(np.mean(timed)), "step_times_s": timed}
+        log(f"{label}: warm-up step {i + 1}/{warmup} {times[-1]:.3f} s")
+    if steps is None:
+        steps = 1 if times and times[0] > SLOW_FIRST_STEP_S else 2
+    timed = []
+    for i in range(steps):
+        start = time.perf_counter()
+        step()
+        timed.append(time.perf_counter() - start)
+        log(f"{label}: timed step {i + 1}/{steps} {timed[-1]:.3f} s")
+    return {"first_step_s": (times or timed)[0], "step_s": float(np.mean(timed)), "step_times_s": timed,
+            "warmup_steps": warmup, "timed_steps": steps}
 
 
 def fake_data(n: int, seed: int = 0):
@@ -230,8 +240,7 @@ def measure(model, targets, batch: int, plan: dict, gpu: bool, label: str, predi
     """Training throughput on a fixed batch, then flip-TTA inference throughput; + FLOPs and peak memory."""
     images, masks = fake_data(batch)
     x, y = to_input(images), targets(masks)
-    res = {"params": int(model.count_params()), "batch": batch, "warmup_steps": plan["warmup"],
-           "timed_steps": plan["steps"], "jit_compile": bool(model.jit_compile)}
+    res = {"params": int(model.count_params()), "batch": batch, "jit_compile": bool(model.jit_compile)}
     res.update(time_steps(lambda: model.train_on_batch(x, y), plan["warmup"], plan["steps"], f"{label} train"))
     res["train_images_per_s"] = batch / res["step_s"]
     n, bs = plan["infer_images"], plan["infer_batch"]
@@ -342,7 +351,7 @@ def _time_sm_unet(plan: dict, policy: str, gpu: bool) -> dict:
     y = (rng.random((batch, 128, 128, 1)) < 0.3).astype(np.float32)
     res = time_steps(lambda: model.train_on_batch(x, y), warmup, steps, "segmentation_models train")
     return {**res, "params": int(model.count_params()), "policy": policy, "device": "GPU" if gpu else "CPU",
-            "batch": batch, "warmup_steps": warmup, "timed_steps": steps}
+            "batch": batch}
 
 
 def run_baseline(args) -> dict:
@@ -381,9 +390,9 @@ def make_plan(args, gpu: bool) -> dict:
     elif gpu:
         plan = {"batch": 64, "warmup": 3, "steps": 20, "infer_images": 2048, "infer_batch": 128,
                 "matmul_n": 8192, "matmul_iters": 50}
-    else:  # a full-network step at batch 64 takes ~20-30 s on 2 CPU cores: keep it to a few minutes
-        plan = {"batch": 64, "warmup": 1, "steps": 2, "infer_images": 64, "infer_batch": 64, "matmul_n": 2048,
-                "matmul_iters": 5}
+    else:  # a full-network step at batch 64 takes minutes on 2 CPU cores: 1 or 2 timed steps (time_steps)
+        plan = {"batch": 64, "warmup": 1, "steps": None, "infer_images": 32, "infer_batch": 32,
+                "matmul_n": 2048, "matmul_iters": 5}
     if args.batch_size is not None:
         plan["batch"] = args.batch_size
         plan["infer_batch"] = min(plan["infer_batch"], 2 * args.batch_size)
@@ -410,7 +419,7 @@ def format_report(r: dict) -> str:
         return f"{100 * tflops / peak['tflops']:.1f}%"
 
     mem = ("GPU peak bytes in use" if dev["gpu"] else "process peak RSS") + (
-        "" if dev["gpu"] and dev["backend"] in ("torch", "tensorflow") else ", cumulative (classifier runs first)")
+        "" if dev["gpu"] and dev["backend"] in ("torch", "tensorflow") else "; cumulative, classifier first")
     lines = [
         f"## Benchmark on {dev['name']} ({dev['backend']} backend, {r['policy']}, "
         f"jit_compile=auto -> {'XLA' if r['jit'] else 'no jit'})",
@@ -429,7 +438,7 @@ def format_report(r: dict) -> str:
         row("**inference images/s** (flip TTA)", lambda m: f"**{m['infer_images_per_s']:.1f}**"),
         row("inference: images, batch", lambda m: f"{m['infer_images']}, {m['infer_batch']} (2 passes/image)"),
         row("inference TFLOP/s", lambda m: f"{m['infer_tflops']:.3f}"),
-        row(f"peak memory ({mem})", lambda m: _gib(m["peak_memory_bytes"])),
+        row(f"peak memory: {mem}", lambda m: _gib(m["peak_memory_bytes"])),
         "",
         f"Measured {peak['dtype']} matmul ({peak['n']}x{peak['n']}, {peak['iters']} iterations, keras.ops.matmul): "
         f"{peak['tflops']:.3f} TFLOP/s.",
@@ -454,7 +463,8 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny batch and steps: a smoke check, not a benchmark")
     p.add_argument("--skip-baseline", action="store_true", help="don't time segmentation_models")
     p.add_argument("--batch-size", type=int, help="training batch (default 64; 4 with --quick)")
-    p.add_argument("--steps", type=int, help="timed training steps (default 20 on a GPU, 2 on the CPU)")
+    p.add_argument("--steps", type=int, help="timed training steps (default 20 on a GPU; on the CPU 2, or 1 "
+                                             f"when the first step takes over {SLOW_FIRST_STEP_S:.0f} s)")
     p.add_argument("--warmup", type=int, help="untimed warm-up steps (default 3 on a GPU, 1 on the CPU)")
     p.add_argument("--sm-baseline-child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)

@@ -14,7 +14,6 @@ Only the images' OOF predictions are used, never the images being predicted. The
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from salt.cli import UserError, run_cli
+from salt.folds import run_fingerprint
 
 THRESHOLDS = np.round(np.arange(0.20, 0.8001, 0.02), 2)      # mask binarisation
 EMPTY_THRESHOLDS = np.round(np.arange(0.05, 0.9501, 0.025), 3)  # P(empty) above which a mask is zeroed
@@ -222,9 +222,8 @@ def load_npz(path, keys, hint) -> dict:
 
 
 def _expected_fingerprint(data_dir, out_dir, train=None) -> str:
-    """Fingerprint of the current data + folds, the recipe of salt.kfold.run_fingerprint (not imported:
-    salt.kfold imports keras): salt.data.fingerprint(ids, images, masks)[:12] + "-" + sha1(OUT/folds.csv)[:12]."""
-    from salt.data import fingerprint, load_train
+    """Fingerprint of the current data + folds (salt.folds.run_fingerprint), as the models record it."""
+    from salt.data import load_train
 
     out = Path(out_dir)
     folds_csv = out / "folds.csv"
@@ -232,8 +231,7 @@ def _expected_fingerprint(data_dir, out_dir, train=None) -> str:
         raise UserError(f"{folds_csv}: not found; run {HINT_SEGMENTER} (training writes the folds)")
     if train is None:
         train = load_train(data_dir, cache_dir=out / "cache")
-    return fingerprint(train.ids, train.images, train.masks)[:12] + "-" + \
-        hashlib.sha1(folds_csv.read_bytes()).hexdigest()[:12]
+    return run_fingerprint(train, folds_csv)
 
 
 def check_fingerprint(path, metrics, expected) -> str:

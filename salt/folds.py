@@ -1,6 +1,7 @@
 """Stratified K-fold split by coverage class, written once to OUT/folds.csv and reused."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -77,3 +78,12 @@ def load_or_make_folds(out_dir, ids, masks, k=5, seed=42) -> pd.DataFrame:
         raise UserError(f"{path}: has folds {folds[0]}..{folds[-1]} ({len(folds)} folds), asked for k={k}")
     df = df.set_index("id").loc[ids].reset_index()
     return df[["id", "fold", "coverage_class"]].astype({"fold": np.int64, "coverage_class": np.int64})
+
+
+def run_fingerprint(train, folds_csv) -> str:
+    """Fingerprint of the training data and the fold assignment, recorded with every trained model:
+    models and predictions are only joined when theirs are equal."""
+    from salt.data import fingerprint
+
+    folds_hash = hashlib.sha1(Path(folds_csv).read_bytes()).hexdigest()[:12]
+    return f"{fingerprint(train.ids, train.images, train.masks)[:12]}-{folds_hash}"

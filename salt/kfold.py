@@ -18,7 +18,6 @@ folds or another preset is refused instead of silently mixing models.
 from __future__ import annotations
 
 import copy
-import hashlib
 import importlib.util
 import json
 import os
@@ -32,15 +31,9 @@ import keras
 import numpy as np
 
 from salt.cli import UserError
-from salt.data import TrainSet, fingerprint, load_train
-from salt.folds import load_or_make_folds
+from salt.data import TrainSet, load_train
+from salt.folds import load_or_make_folds, run_fingerprint
 from salt.io import write_json
-
-
-def run_fingerprint(train: TrainSet, folds_csv: Path) -> str:
-    """Fingerprint of the training data and the fold assignment: models are only joined when equal."""
-    folds_hash = hashlib.sha1(Path(folds_csv).read_bytes()).hexdigest()[:12]
-    return f"{fingerprint(train.ids, train.images, train.masks)[:12]}-{folds_hash}"
 
 
 def has_gpu() -> bool:

@@ -196,3 +196,13 @@ def test_resolve_imagenet_weights(reference, tmp_path, monkeypatch, capsys):
     assert load_weights(model, path) == sum(1 for layer in model.layers if layer.weights)
     ref = reference[0].state_dict()["layer4.2.se_module.fc2.bias"].numpy()
     np.testing.assert_allclose(model.get_layer("layer4_2_se_module_fc2").weights[1].numpy(), ref, rtol=1e-6)
+
+
+def test_unet_loads_encoder_weights(reference, converted):
+    from segmenter.unet import build_unet
+    model = build_unet(input_size=128, fit="pad", encoder_weights=converted)
+    sd = reference[0].state_dict()
+    k = model.get_layer("layer3_1_conv2").kernel.numpy()  # grouped conv (H, W, I/groups, O)
+    np.testing.assert_array_equal(k, sd["layer3.1.conv2.weight"].numpy().transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(model.get_layer("layer0_bn1").moving_variance.numpy(),
+                                  sd["layer0.bn1.running_var"].numpy())

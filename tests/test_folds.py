@@ -85,3 +85,23 @@ def test_real_folds_stratified(real_train):
     assert (df["coverage_class"] == 0).sum() == (~ts.masks.any(axis=(1, 2))).sum()
     table = pd.crosstab(df["coverage_class"], df["fold"])
     assert (table.max(axis=1) - table.min(axis=1)).max() <= 1
+
+
+def test_run_fingerprint_changes_with_data_and_folds(tmp_path):
+    from salt.data import TrainSet
+    from salt.folds import run_fingerprint
+
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (4, 101, 101), dtype=np.uint8)
+    masks = rng.random((4, 101, 101)) > 0.5
+    train = TrainSet(["a", "b", "c", "d"], images, masks, np.zeros(4, np.float32))
+    folds = tmp_path / "folds.csv"
+    folds.write_text("id,fold,coverage_class\na,0,1\nb,1,1\nc,0,1\nd,1,1\n")
+    fp = run_fingerprint(train, folds)
+    assert run_fingerprint(train, folds) == fp
+    changed = images.copy()
+    changed[0, 0, 0] ^= 1
+    assert run_fingerprint(TrainSet(train.ids, changed, masks, train.depths), folds) != fp
+    assert run_fingerprint(TrainSet(train.ids, images, ~masks, train.depths), folds) != fp
+    folds.write_text("id,fold,coverage_class\na,1,1\nb,0,1\nc,0,1\nd,1,1\n")
+    assert run_fingerprint(train, folds) != fp

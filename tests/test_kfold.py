@@ -5,6 +5,7 @@ import json
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 
 from salt import kfold
@@ -71,11 +72,8 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
 
 def test_best_checkpoint_is_the_best_epoch(tmp_path):
     model, state = _fit(tmp_path / "s", 3)
-    logged = [float(r.split(",")[-1]) for r in (tmp_path / "s" / "log.csv").read_text().strip().splitlines()[1:]]
-    header = (tmp_path / "s" / "log.csv").read_text().splitlines()[0].split(",")
-    scores = [float(r.split(",")[header.index("val_score")]) for r in
-              (tmp_path / "s" / "log.csv").read_text().strip().splitlines()[1:]]
-    assert len(logged) == 3
+    scores = pd.read_csv(tmp_path / "s" / "log.csv")["val_score"].tolist()
+    assert len(scores) == 3
     assert state["best"] == pytest.approx(max(scores)) and state["best_epoch"] == int(np.argmax(scores))
     best = keras.saving.load_model(tmp_path / "s" / "best.keras", compile=False)
     x, y = _data()
@@ -110,8 +108,6 @@ def test_open_run_refuses_other_data_or_preset(tmp_path):
 
 
 def test_fold_split_is_disjoint_and_covering():
-    import pandas as pd
-
     folds = pd.DataFrame({"fold": [0, 1, 2, 0, 1, 2, 0]})
     for f in range(3):
         tr, va = kfold.fold_split(folds, f)

@@ -1,0 +1,169 @@
+"""Both trainers end to end on synthetic data with the smoke preset, through `make` as a user runs them:
+outputs, skipping finished work, resuming after a kill, and refusing bad input."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import REPO_ROOT
+from salt.data import load_train
+from salt.metric import competition_score
+
+ENV = dict(os.environ, PYTHONPATH=str(REPO_ROOT), TF_CPP_MIN_LOG_LEVEL="3", SALT_OFFLINE="1",
+           KERAS_BACKEND="tensorflow")
+
+
+def make(target, data, out, *extra, timeout=600):
+    args = ["make", "--no-print-directory", "-C", str(REPO_ROOT), target, f"DATA={data}", f"OUT={out}",
+            "PRESET=smoke", "FOLDS=2", *extra]
+    return subprocess.run(args, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def python(module, *args, timeout=300):
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=REPO_ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def assert_one_line_error(proc, *words):
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic_data, tmp_path_factory):
+    """Both models trained once with the smoke preset, 2 folds."""
+    out = tmp_path_factory.mktemp("trained") / "out"
+    for target in ("train-segmenter", "train-classifier"):
+        proc = make(target, synthetic_data, out)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return synthetic_data, out
+
+
+def test_segmenter_outputs(trained):
+    data, out = trained
+    train = load_train(data)
+    folds = pd.read_csv(out / "folds.csv")
+    metrics = json.loads((out / "segmenter" / "metrics.json").read_text())
+    assert metrics["encoder_init"] == "random" and metrics["preset"] == "smoke"
+    with np.load(out / "segmenter" / "oof.npz") as f:
+        assert list(f["ids"]) == train.ids
+        assert f["prob"].shape == (len(train.ids), 101, 101) and f["prob"].dtype == np.float16
+        assert list(f["fold"]) == list(folds.set_index("id").loc[train.ids, "fold"])
+        prob = f["prob"].astype(np.float32)
+    # the recorded scores are the competition metric of the saved out-of-fold probabilities
+    t = metrics["overall"]["threshold"]
+    assert metrics["overall"]["score"] == pytest.approx(competition_score(train.masks, prob > t))
+    for row in metrics["folds"]:
+        idx = np.flatnonzero(folds.set_index("id").loc[train.ids, "fold"].to_numpy() == row["fold"])
+        assert row["score"] == pytest.approx(competition_score(train.masks[idx], prob[idx] > row["threshold"]))
+    for r in (1, 2):
+        for k in (0, 1):
+            stage = out / "segmenter" / f"round{r}" / f"fold{k}"
+            assert (stage / "best.keras").exists() and (stage / "done.json").exists()
+            assert not list(stage.glob("last-*")) and not list(stage.glob(".tmp-*"))
+
+
+def test_classifier_outputs(trained):
+    data, out = trained
+    train = load_train(data)
+    metrics = json.loads((out / "classifier" / "metrics.json").read_text())
+    oof = pd.read_csv(out / "classifier" / "oof.csv")
+    assert list(oof["id"]) == train.ids and oof["p_empty"].between(0, 1).all()
+    assert metrics["encoder_init"] == "random", "offline, the classifier must say it started random"
+    empty = ~train.masks.reshape(len(train.ids), -1).any(1)
+    accuracy = float(np.mean((oof["p_empty"].to_numpy() > 0.5) == empty))
+    assert metrics["overall"]["accuracy"] == pytest.approx(accuracy)
+    assert [f["fold"] for f in metrics["folds"]] == [0, 1]
+
+
+def test_repeat_run_skips_finished_work(trained):
+    data, out = trained
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.keras")}
+    for target in ("train-segmenter", "train-classifier"):
+        proc = make(target, data, out)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "fold 0: done, skipped" in proc.stdout and "fold 1: done, skipped" in proc.stdout
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.keras")} == before
+
+
+def test_predict_any_folder(trained, tmp_path):
+    data, out = trained
+    proc = python("segmenter.predict", "--out", out, "--images", data / "test" / "images", "--name", "t")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with np.load(out / "segmenter" / "pred-t.npz") as f:
+        assert len(f["ids"]) == 10 and f["prob"].shape == (10, 101, 101)
+        assert 0 <= f["prob"].min() and f["prob"].max() <= 1
+    empty_dir = tmp_path / "none"
+    empty_dir.mkdir()
+    assert_one_line_error(python("classifier.predict", "--out", out, "--images", empty_dir), str(empty_dir))
+
+
+def test_kill_and_resume(synthetic_data, tmp_path):
+    """SIGKILL in the middle of fold 0's first round; the same command continues from the last epoch."""
+    out = tmp_path / "out"
+    args = ["--data", synthetic_data, "--out", out, "--preset", "smoke", "--folds", "2", "--only-fold", "0",
+            "--epochs-scale", "2", "--verbose", "2"]
+    state = out / "segmenter" / "round1" / "fold0" / "state.json"
+    proc = subprocess.Popen([sys.executable, "-m", "segmenter.train", *map(str, args)], cwd=REPO_ROOT, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if state.exists() and json.loads(state.read_text())["epoch"] >= 1:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run ended before it could be killed: " + proc.stdout.read()[-2000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = json.loads(state.read_text())["epoch"]
+    assert 1 <= killed_at < 4
+    resumed = python("segmenter.train", *args)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert f"after epoch {killed_at}" in resumed.stdout
+    log = pd.read_csv(out / "segmenter" / "round1" / "fold0" / "log.csv")
+    assert log["epoch"].is_unique and log["epoch"].max() == 3, "every epoch logged once, up to the last"
+    assert (out / "segmenter" / "oof" / "fold0.npz").exists()
+    assert not (out / "segmenter" / "metrics.json").exists(), "fold 1 is not trained: no metrics yet"
+    assert not list(out.rglob(".tmp-*"))
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--preset", "huge"], ["unknown preset", "huge"]),
+    (["--folds", "1"], ["--folds 1"]),
+    (["--only-fold", "7"], ["--only-fold 7", "out of range"]),
+])
+def test_bad_options(synthetic_data, tmp_path, args, words):
+    base = ["--data", synthetic_data, "--out", tmp_path / "out", "--preset", "smoke", "--folds", "2"]
+    for module in ("segmenter.train", "classifier.train"):
+        proc = python(module, *base, *args)
+        assert_one_line_error(proc, *words)
+    assert not (tmp_path / "out" / "segmenter").exists() and not (tmp_path / "out" / "classifier").exists()
+
+
+def test_refuses_other_data_and_other_settings(trained, tmp_path):
+    data, out = trained
+    run_json = (out / "segmenter" / "run.json").read_text()
+    proc = python("segmenter.train", "--data", data, "--out", out, "--preset", "smoke", "--folds", "2",
+                  "--edge", "off")
+    assert_one_line_error(proc, "run.json", "preset")
+    # the same ids with other pixels: another data set, refused by its fingerprint
+    other = tmp_path / "data"
+    subprocess.run(["cp", "-r", str(data), str(other)], check=True)
+    import cv2
+
+    first = sorted((other / "train" / "images").glob("*.png"))[0]
+    img = cv2.imread(str(first))
+    cv2.imwrite(str(first), 255 - img)
+    proc = python("segmenter.train", "--data", other, "--out", out, "--preset", "smoke", "--folds", "2")
+    assert_one_line_error(proc, "other data or folds")
+    assert (out / "segmenter" / "run.json").read_text() == run_json
