@@ -19,8 +19,9 @@ export KERAS_BACKEND := $(BACKEND)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
 
-DEMO_DATA := $(OUT)/demo/data
-DEMO_OUT  := $(OUT)/demo
+DEMO_DATA  := $(OUT)/demo/data
+DEMO_OUT   := $(OUT)/demo
+DEMO_FOLDS ?= 3
 
 .PHONY: install data demo train-classifier train-segmenter submit bench test clean
 
@@ -58,7 +59,7 @@ submit: $(OUT)/segmenter/metrics.json $(OUT)/classifier/metrics.json
 # The whole pipeline on the built-in synthetic data set, with the smoke preset.
 demo: $(STAMP)
 	test -f $(DEMO_DATA)/train.csv || $(PY) -m salt.synthetic $(DEMO_DATA) --train 200 --test 50
-	$(MAKE) --no-print-directory submit DATA=$(DEMO_DATA) OUT=$(DEMO_OUT) PRESET=smoke FOLDS=$(FOLDS) TEST=$(DEMO_DATA)/test/images
+	$(MAKE) --no-print-directory submit DATA=$(DEMO_DATA) OUT=$(DEMO_OUT) PRESET=smoke FOLDS=$(DEMO_FOLDS) TEST=$(DEMO_DATA)/test/images
 	@echo "demo done: submission $(DEMO_OUT)/submission.csv, report $(DEMO_OUT)/report.html"
 
 bench: $(STAMP)

@@ -1,8 +1,9 @@
 """Cross-backend check: the tiny segmenter and classifier train one step and predict on every installed
 Keras backend (TensorFlow, JAX, PyTorch).
 
-The backend is fixed when Keras is imported, so each backend runs in its own subprocess (this file run as
-a script with KERAS_BACKEND set), which prints a JSON summary that the test checks. The models are built
+The backend is fixed when Keras is imported, so each (backend, network) runs in its own subprocess (this
+file run as a script with KERAS_BACKEND set), which prints a JSON summary that the test checks; the
+compiled loss is checked against a numpy reference computed from the model's own outputs. The models are built
 and compiled exactly as the trainers do: segmenter.unet.build_unet(**PRESETS["smoke"]["network"]) with
 segmenter.train.compile_model and the smoke preset's first round; the classifier (DenseNet121 at 32x32,
 random encoder) with Adam + BinaryCrossentropy(from_logits=True).
@@ -14,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +39,14 @@ def fake_data(n: int = N):
     return images, masks
 
 
+_START = time.perf_counter()
+
+
+def _log(msg: str) -> None:
+    """Progress of the subprocess on its stderr (shown when it fails)."""
+    print(f"[{time.perf_counter() - _START:6.1f} s] {msg}", file=sys.stderr, flush=True)
+
+
 def _one_step(model, x, y) -> dict:
     """Loss (inference mode) before and after one training step, and how many weight tensors changed."""
     import keras
@@ -46,19 +56,38 @@ def _one_step(model, x, y) -> dict:
 
     before_w = weights()
     before = model.test_on_batch(x, y, return_dict=True)["loss"]
+    _log(f"{model.name}: test_on_batch")
     train = model.train_on_batch(x, y, return_dict=True)["loss"]
+    _log(f"{model.name}: train_on_batch")
     after = model.test_on_batch(x, y, return_dict=True)["loss"]
     changed = sum(not np.array_equal(a, b) for a, b in zip(before_w, weights()))
     return {"loss_before": float(before), "train_loss": float(train), "loss_after": float(after),
             "weights_changed": int(changed), "weights": len(before_w)}
 
 
-def _child() -> dict:
-    """Runs in the subprocess: one training step and one prediction of each network."""
+def _bce(z, t) -> float:
+    """Mean binary cross-entropy from logits, in numpy (the reference for the compiled losses)."""
+    z, t = np.asarray(z, np.float64), np.asarray(t, np.float64)
+    return float(np.mean(np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))))
+
+
+def _bce_dice(z, t) -> float:
+    """Per image: mean BCE + 1 - soft Dice (smooth 1) of sigmoid(z); averaged over the batch, in numpy."""
+    z, t = np.asarray(z, np.float64).reshape(len(z), -1), np.asarray(t, np.float64).reshape(len(t), -1)
+    p = 1.0 / (1.0 + np.exp(-z))
+    dice = (2.0 * (p * t).sum(1) + 1.0) / (p.sum(1) + t.sum(1) + 1.0)
+    bce = (np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))).mean(1)
+    return float(np.mean(bce + 1.0 - dice))
+
+
+def _summary(p: np.ndarray) -> dict:
+    return {"shape": list(p.shape), "min": float(p.min()), "max": float(p.max()), "finite": bool(np.isfinite(p).all())}
+
+
+def _child_segmenter() -> dict:
+    """Runs in the subprocess: the smoke preset's segmenter, compiled as segmenter.train does."""
     import keras
 
-    from classifier.model import build_classifier
-    from classifier.predict import predict_p_empty
     from salt.batches import to_input
     from segmenter.predict import predict_probs
     from segmenter.presets import PRESETS
@@ -68,43 +97,66 @@ def _child() -> dict:
     keras.utils.set_random_seed(0)
     images, masks = fake_data()
     x = to_input(images)
-    out = {"backend": keras.backend.backend()}
-
     preset = PRESETS["smoke"]
-    seg = build_unet(**preset["network"], encoder_weights=None)
-    compile_model(seg, preset, preset["rounds"][0], steps=10)
+    model = build_unet(**preset["network"], encoder_weights=None)
+    compile_model(model, preset, preset["rounds"][0], steps=10)
     y = make_targets(preset["network"]["edge"])(masks)
-    raw = seg.predict(x, batch_size=4, verbose=0)
-    out["seg_outputs"] = {k: [list(np.shape(v)), str(np.asarray(v).dtype)] for k, v in raw.items()}
-    out["seg_step"] = _one_step(seg, x, y)
-    prob, p_salt = predict_probs(seg, images, tta=True, batch_size=4)
-    out["seg_prob"] = {"shape": list(prob.shape), "min": float(prob.min()), "max": float(prob.max()),
-                       "finite": bool(np.isfinite(prob).all())}
-    out["seg_p_salt"] = {"shape": list(p_salt.shape), "min": float(p_salt.min()), "max": float(p_salt.max()),
-                         "finite": bool(np.isfinite(p_salt).all())}
-
-    cls, init = build_classifier("densenet121", 32, "none", 0.2)
-    cls.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.BinaryCrossentropy(from_logits=True))
-    empty = (~masks.reshape(N, -1).any(1))[:, None].astype(np.float32)
-    raw = cls.predict(x, batch_size=4, verbose=0)
-    out["cls_init"] = init
-    out["cls_output"] = [list(np.shape(raw)), str(np.asarray(raw).dtype)]
-    out["cls_step"] = _one_step(cls, x, empty)
-    p = predict_p_empty(cls, images, tta=True, batch_size=4)
-    out["cls_p_empty"] = {"shape": list(p.shape), "min": float(p.min()), "max": float(p.max()),
-                          "finite": bool(np.isfinite(p).all())}
+    _log("segmenter: built")
+    raw = {k: np.asarray(v) for k, v in model.predict(x, batch_size=4, verbose=0).items()}
+    _log("segmenter: predict")
+    out = {"backend": keras.backend.backend(), "loss": preset["rounds"][0]["loss"],
+           "outputs": {k: [list(v.shape), str(v.dtype)] for k, v in raw.items()}}
+    out["numpy_loss"] = (_bce_dice(raw["mask"], y["mask"]) + preset["salt_weight"] * _bce(raw["salt"], y["salt"])
+                         + preset["edge_weight"] * _bce(raw["edge"], y["edge"]))
+    out["step"] = _one_step(model, x, y)
+    prob, p_salt = predict_probs(model, images, tta=True, batch_size=4)
+    _log("segmenter: predict_probs")
+    out["prob"], out["p_salt"] = _summary(prob), _summary(p_salt)
     return out
 
 
-def _run_backend(backend: str) -> dict:
+def _child_classifier() -> dict:
+    """Runs in the subprocess: DenseNet121 at 32x32 (random encoder), compiled as classifier.train does."""
+    import keras
+
+    from classifier.model import build_classifier
+    from classifier.predict import predict_p_empty
+    from salt.batches import to_input
+
+    keras.utils.set_random_seed(0)
+    images, masks = fake_data()
+    x = to_input(images)
+    model, init = build_classifier("densenet121", 32, "none", 0.2)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.BinaryCrossentropy(from_logits=True))
+    empty = (~masks.reshape(N, -1).any(1))[:, None].astype(np.float32)
+    _log("classifier: built")
+    raw = np.asarray(model.predict(x, batch_size=4, verbose=0))
+    _log("classifier: predict")
+    out = {"backend": keras.backend.backend(), "init": init, "output": [list(raw.shape), str(raw.dtype)],
+           "numpy_loss": _bce(raw, empty)}
+    out["step"] = _one_step(model, x, empty)
+    out["p_empty"] = _summary(predict_p_empty(model, images, tta=True, batch_size=4))
+    _log("classifier: predict_p_empty")
+    return out
+
+
+CHILDREN = {"segmenter": _child_segmenter, "classifier": _child_classifier}
+
+
+def _run(backend: str, network: str) -> dict:
+    """Runs CHILDREN[network] in a subprocess with KERAS_BACKEND=backend; returns its JSON summary."""
+    if importlib.util.find_spec(BACKENDS[backend]) is None:
+        pytest.skip(f"the {backend} backend's package {BACKENDS[backend]!r} is not installed")
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2", SALT_OFFLINE="1",
                PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
-    proc = subprocess.run([sys.executable, __file__], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run([sys.executable, __file__, network], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=600)
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(TAG):
-            return json.loads(line[len(TAG):])
-    raise AssertionError(f"{backend} backend: the subprocess failed (exit {proc.returncode}):\n"
+            r = json.loads(line[len(TAG):])
+            assert r["backend"] == backend
+            return r
+    raise AssertionError(f"{network} on the {backend} backend: the subprocess failed (exit {proc.returncode}):\n"
                          f"{proc.stderr[-4000:]}")
 
 
@@ -112,9 +164,10 @@ def _check_step(step: dict, name: str) -> None:
     losses = [step["loss_before"], step["train_loss"], step["loss_after"]]
     assert np.isfinite(losses).all(), f"{name}: non-finite loss {losses}"
     assert step["loss_after"] != step["loss_before"], f"{name}: the loss did not change after a step {losses}"
-    # Adam moves every weight that gets a gradient; all the trainable weights take part in the loss
-    assert step["weights_changed"] == step["weights"], f"{name}: only {step['weights_changed']} of " \
-                                                       f"{step['weights']} weight tensors changed"
+    # Adam moves every weight that gets a gradient. Not quite all do: in the tiny network a scSE block's
+    # squeeze layer has a single ReLU unit, which can be dead for the whole batch (no gradient behind it).
+    assert step["weights_changed"] >= 0.9 * step["weights"], f"{name}: only {step['weights_changed']} of " \
+                                                             f"{step['weights']} weight tensors changed"
 
 
 def _check_probs(p: dict, shape: list, name: str) -> None:
@@ -123,22 +176,31 @@ def _check_probs(p: dict, shape: list, name: str) -> None:
     assert 0.0 <= p["min"] <= p["max"] <= 1.0, f"{name}: outside [0, 1]: {p['min']}..{p['max']}"
 
 
+def _check_loss(r: dict, name: str) -> None:
+    """The compiled loss in inference mode equals the numpy reference computed from the model's outputs."""
+    assert r["step"]["loss_before"] == pytest.approx(r["numpy_loss"], rel=1e-3), f"{name}: compiled loss"
+
+
 @pytest.mark.parametrize("backend", sorted(BACKENDS))
-def test_train_step_and_predict(backend):
-    if importlib.util.find_spec(BACKENDS[backend]) is None:
-        pytest.skip(f"the {backend} backend's package {BACKENDS[backend]!r} is not installed")
-    r = _run_backend(backend)
-    assert r["backend"] == backend
-    assert r["seg_outputs"] == {"mask": [[N, 101, 101, 1], "float32"], "salt": [[N, 1], "float32"],
-                                "edge": [[N, 101, 101, 1], "float32"]}
-    _check_step(r["seg_step"], "segmenter")
-    _check_probs(r["seg_prob"], [N, 101, 101], "segmenter P(salt) per pixel")
-    _check_probs(r["seg_p_salt"], [N], "segmenter P(has salt)")
-    assert r["cls_init"] == "random"
-    assert r["cls_output"] == [[N, 1], "float32"]
-    _check_step(r["cls_step"], "classifier")
-    _check_probs(r["cls_p_empty"], [N], "classifier P(empty)")
+def test_segmenter_train_step_and_predict(backend):
+    r = _run(backend, "segmenter")
+    assert r["outputs"] == {"mask": [[N, 101, 101, 1], "float32"], "salt": [[N, 1], "float32"],
+                            "edge": [[N, 101, 101, 1], "float32"]}
+    _check_loss(r, "segmenter")
+    _check_step(r["step"], "segmenter")
+    _check_probs(r["prob"], [N, 101, 101], "segmenter P(salt) per pixel")
+    _check_probs(r["p_salt"], [N], "segmenter P(has salt)")
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+def test_classifier_train_step_and_predict(backend):
+    r = _run(backend, "classifier")
+    assert r["init"] == "random"
+    assert r["output"] == [[N, 1], "float32"]
+    _check_loss(r, "classifier")
+    _check_step(r["step"], "classifier")
+    _check_probs(r["p_empty"], [N], "classifier P(empty)")
 
 
 if __name__ == "__main__":
-    print(TAG + json.dumps(_child()), flush=True)
+    print(TAG + json.dumps(CHILDREN[sys.argv[1]]()), flush=True)
