@@ -396,7 +396,8 @@ def make_plan(args, gpu: bool) -> dict:
     if args.batch_size is not None:
         plan["batch"] = args.batch_size
         plan["infer_batch"] = min(plan["infer_batch"], 2 * args.batch_size)
-        plan["infer_images"] = max(plan["infer_batch"], plan["infer_images"])
+        bs = plan["infer_batch"]  # whole batches only: a smaller last batch would compile again (JAX)
+        plan["infer_images"] = max(1, round(plan["infer_images"] / bs)) * bs
     if args.steps is not None:
         plan["steps"] = args.steps
     if args.warmup is not None:
@@ -411,6 +412,7 @@ def _gib(n) -> str:
 def format_report(r: dict) -> str:
     """The markdown table (and the lines under it) for the results."""
     seg, cls, dev, peak = r["segmenter"], r["classifier"], r["device"], r["matmul"]
+    net = seg["network"]
 
     def row(name, f):
         return f"| {name} | {f(seg)} | {f(cls)} |"
@@ -421,15 +423,18 @@ def format_report(r: dict) -> str:
     mem = ("GPU peak bytes in use" if dev["gpu"] else "process peak RSS") + (
         "" if dev["gpu"] and dev["backend"] in ("torch", "tensorflow") else "; cumulative, classifier first")
     lines = [
-        f"## Benchmark on {dev['name']} ({dev['backend']} backend, {r['policy']}, "
-        f"jit_compile=auto -> {'XLA' if r['jit'] else 'no jit'})",
+        f"## Benchmark on {dev['name']}: {dev['backend']} backend, {r['policy']}, "
+        f"jit_compile=auto -> {'XLA' if r['jit'] else 'no jit'}",
         "",
         "| | segmenter: full preset (SE-ResNeXt50 U-Net) | classifier: full preset (DenseNet121) |",
         "|---|---|---|",
-        row("input", lambda _: "(N,101,101,1) -> 128x128 inside"),
+        f"| input | (N,101,101,1), {'reflect-padded' if net['fit'] == 'pad' else 'resized'} to "
+        f"{net['input_size']}x{net['input_size']} inside | (N,101,101,1), resized to "
+        f"{cls['input_size']}x{cls['input_size']} inside |",
         row("parameters", lambda m: f"{m['params'] / 1e6:.1f} M"),
         row("forward GFLOPs / image", lambda m: f"{m['forward_flops'] / 1e9:.2f}"),
-        row("training: batch, steps", lambda m: f"{m['batch']}, {m['warmup_steps']} warm-up + {m['timed_steps']} timed"),
+        row("training: batch, steps",
+            lambda m: f"{m['batch']}, {m['warmup_steps']} warm-up + {m['timed_steps']} timed"),
         row("first step (compiles) s", lambda m: f"{m['first_step_s']:.2f}"),
         row("training step s (mean of timed)", lambda m: f"{m['step_s']:.3f}"),
         row("**training images/s**", lambda m: f"**{m['train_images_per_s']:.1f}**"),

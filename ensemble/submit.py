@@ -3,7 +3,7 @@
 python -m ensemble.submit --data DATA --out OUT --pred NAME [--sample DATA/sample_submission.csv]
 
 Reads OUT/ensemble/tuning.json, OUT/segmenter/pred-NAME.npz (ids, prob, p_salt, fingerprint) and, when
-present, OUT/classifier/pred-NAME.npz (ids, p_empty, fingerprint; or pred-NAME.csv: id, p_empty).
+present, OUT/classifier/pred-NAME.npz (ids, p_empty, fingerprint).
 Without a classifier prediction the segmenter-only rules are used (recorded in OUT/ensemble/submit.json).
 Writes OUT/submission.csv atomically and validated (sample_submission row order when its ids are the
 predicted ids, else sorted ids); on any error nothing is written.
@@ -37,24 +37,13 @@ def _check_fp(path, fp, tuning_fp) -> None:
 
 
 def load_classifier_pred(out, name, ids, tuning_fp):
-    """P(empty) (N,) aligned on `ids` from OUT/classifier/pred-NAME.npz (or .csv), or (None, None) if absent."""
-    npz, csv = out / "classifier" / f"pred-{name}.npz", out / "classifier" / f"pred-{name}.csv"
-    if npz.is_file():
-        z = load_npz(npz, ["ids", "p_empty", "fingerprint"], HINT_PREDICT["classifier"])
-        _check_fp(npz, _fp(npz, z), tuning_fp)
-        cids, p, path = [str(i) for i in z["ids"]], np.asarray(z["p_empty"], dtype=np.float64), npz
-    elif csv.is_file():
-        try:
-            df = pd.read_csv(csv, dtype={"id": str})
-        except Exception as e:
-            raise UserError(f"{csv}: unreadable CSV ({type(e).__name__})") from None
-        if not {"id", "p_empty"} <= set(df.columns):
-            raise UserError(f"{csv}: need columns id, p_empty (have {', '.join(df.columns)})")
-        if "fingerprint" in df.columns:
-            _check_fp(csv, str(df["fingerprint"].iloc[0]), tuning_fp)
-        cids, p, path = list(df["id"]), df["p_empty"].to_numpy(dtype=np.float64), csv
-    else:
+    """P(empty) (N,) aligned on `ids` from OUT/classifier/pred-NAME.npz, or (None, None) if absent."""
+    path = out / "classifier" / f"pred-{name}.npz"
+    if not path.is_file():
         return None, None
+    z = load_npz(path, ["ids", "p_empty", "fingerprint"], HINT_PREDICT["classifier"])
+    _check_fp(path, _fp(path, z), tuning_fp)
+    cids, p = [str(i) for i in z["ids"]], np.asarray(z["p_empty"], dtype=np.float64)
     if p.shape != (len(cids),) or not np.all(np.isfinite(p)):
         raise UserError(f"{path}: p_empty must be one finite value per id")
     extra = set(cids) - set(ids)

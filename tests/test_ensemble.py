@@ -355,16 +355,3 @@ def test_report_self_contained(run_copy, data_dir):
     assert "AUC" in page and "smoke" in page and "12.5" in page
 
 
-def test_submit_reads_classifier_csv_prediction(run_copy, data_dir):
-    from ensemble.submit import submit
-
-    out, fp = run_copy
-    ids, prob, p_salt, p_empty = make_preds(data_dir, out, "c", fp, classifier=False)
-    write_csv(out / "classifier" / "pred-c.csv", pd.DataFrame({"id": ids, "p_empty": p_empty}))
-    rec = submit(data_dir, out, "c")
-    assert rec["classifier"].endswith("pred-c.csv")
-    tuning = json.loads((out / "ensemble" / "tuning.json").read_text())
-    want = apply_rules(prob, p_salt, p_empty, tuning["params"])
-    got = read_rle_csv(out / "submission.csv")
-    for i, k in enumerate(ids):
-        np.testing.assert_array_equal(got[k], want[i])
