@@ -7,9 +7,10 @@ batch, their analytic FLOPs, the achieved TFLOP/s against a matrix-multiply rate
 peak memory, and the training step of segmentation_models' Unet('seresnext50') (TensorFlow, in a
 subprocess) as a baseline. Prints one table and writes it to OUT/bench/bench.md and bench.json.
 
-On a GPU the networks run in mixed_bfloat16 (as the full presets do) with Keras' default jit_compile="auto"
-(XLA on JAX). On the CPU there are only a few timed steps (a step of the full network at batch 64 takes tens
-of seconds there); the table says how many.
+On a GPU the networks run in mixed_bfloat16 (as the full presets do); both are compiled as their trainers
+compile them (XLA as salt.kfold.jit_compile() decides: everywhere but TensorFlow on a CPU). On the CPU
+there are only 1 or 2 timed steps (a step of the full network at batch 64 takes minutes there with
+TensorFlow: its CPU gradient of grouped convolutions is slow); the table says how many.
 """
 from __future__ import annotations
 
@@ -291,6 +292,7 @@ def bench_classifier(plan: dict, gpu: bool, policy: str) -> dict:
     from classifier.model import build_classifier
     from classifier.predict import predict_p_empty
     from classifier.presets import PRESETS
+    from salt.kfold import jit_compile
 
     preset = PRESETS["full"]
     stage = preset["stages"][-1]  # fine-tuning: the whole network trains
@@ -301,7 +303,8 @@ def bench_classifier(plan: dict, gpu: bool, policy: str) -> dict:
     model.compile(optimizer=keras.optimizers.Adam(stage["lr"]),
                   loss=keras.losses.BinaryCrossentropy(from_logits=True),
                   metrics=[keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0),
-                           keras.metrics.AUC(name="auc", from_logits=True)])
+                           keras.metrics.AUC(name="auc", from_logits=True)],
+                  jit_compile=jit_compile())
 
     def targets(masks):
         return (~masks.reshape(len(masks), -1).any(1))[:, None].astype(np.float32)
@@ -405,6 +408,10 @@ def make_plan(args, gpu: bool) -> dict:
     return plan
 
 
+def _rate(v: float) -> str:
+    return f"{v:.1f}" if v >= 10 else f"{v:.2f}"
+
+
 def _gib(n) -> str:
     return "n/a" if n is None else f"{n / 2 ** 30:.2f} GiB"
 
@@ -424,7 +431,7 @@ def format_report(r: dict) -> str:
         "" if dev["gpu"] and dev["backend"] in ("torch", "tensorflow") else "; cumulative, classifier first")
     lines = [
         f"## Benchmark on {dev['name']}: {dev['backend']} backend, {r['policy']}, "
-        f"jit_compile=auto -> {'XLA' if r['jit'] else 'no jit'}",
+        f"{'XLA (jit_compile)' if r['jit'] else 'no XLA'}",
         "",
         "| | segmenter: full preset (SE-ResNeXt50 U-Net) | classifier: full preset (DenseNet121) |",
         "|---|---|---|",
@@ -437,10 +444,10 @@ def format_report(r: dict) -> str:
             lambda m: f"{m['batch']}, {m['warmup_steps']} warm-up + {m['timed_steps']} timed"),
         row("first step (compiles) s", lambda m: f"{m['first_step_s']:.2f}"),
         row("training step s (mean of timed)", lambda m: f"{m['step_s']:.3f}"),
-        row("**training images/s**", lambda m: f"**{m['train_images_per_s']:.1f}**"),
+        row("**training images/s**", lambda m: f"**{_rate(m['train_images_per_s'])}**"),
         row("training TFLOP/s (3x forward)", lambda m: f"{m['train_tflops']:.3f}"),
         row(f"share of measured {peak['dtype']} matmul", lambda m: share(m["train_tflops"])),
-        row("**inference images/s** (flip TTA)", lambda m: f"**{m['infer_images_per_s']:.1f}**"),
+        row("**inference images/s** (flip TTA)", lambda m: f"**{_rate(m['infer_images_per_s'])}**"),
         row("inference: images, batch", lambda m: f"{m['infer_images']}, {m['infer_batch']} (2 passes/image)"),
         row("inference TFLOP/s", lambda m: f"{m['infer_tflops']:.3f}"),
         row(f"peak memory: {mem}", lambda m: _gib(m["peak_memory_bytes"])),

@@ -65,8 +65,7 @@ def train_fold(run: kfold.Run, fold: int, backbone: str, weights: str | None) ->
         lr = stage["lr_random"] if encoder_random and "lr_random" in stage else stage["lr"]
         print(f"fold {fold} {stage['name']}: {stage['epochs']} epochs, lr {lr}, "
               f"{'encoder frozen' if stage['frozen'] else 'whole network'}")
-        keras.utils.clear_session()
-        keras.utils.set_random_seed(100 * s + fold)
+        kfold.new_session(100 * s + fold, preset["mixed_precision"])
         model, _ = build_classifier(backbone, preset["input_size"], weights or "none", preset["dropout"])
         if prev is not None:
             kfold.copy_weights(prev / "best.keras", model)

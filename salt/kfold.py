@@ -209,6 +209,14 @@ def fold_split(folds, fold: int) -> tuple[np.ndarray, np.ndarray]:
     return np.flatnonzero(values != fold), np.flatnonzero(values == fold)
 
 
+def new_session(seed: int, mixed_precision: bool) -> None:
+    """A clean Keras session for the next model: fixed seed, and bfloat16 mixed precision where the
+    preset asks for it and a GPU is there (``clear_session`` resets the dtype policy to float32)."""
+    keras.utils.clear_session()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16" if mixed_precision and has_gpu() else "float32")
+    keras.utils.set_random_seed(seed)
+
+
 def jit_compile():
     """Keras' ``jit_compile`` for this machine: XLA everywhere but TensorFlow on a CPU, where compiling
     these networks takes minutes and the steps run slower than TensorFlow's own graphs."""
@@ -289,8 +297,6 @@ def start_run(args, presets: dict, subdir: str, epochs_key: str) -> Run:
     configure_threads()
     train = load_train(args.data, cache_dir=args.out / "cache")
     folds = load_or_make_folds(args.out, train.ids, train.masks, k=args.folds)
-    if preset.get("mixed_precision") and has_gpu():
-        keras.mixed_precision.set_global_policy("mixed_bfloat16")
     return Run(name, preset, train, folds, run_fingerprint(train, args.out / "folds.csv"), args.out / subdir,
                args.folds, list(args.only_fold or range(args.folds)),
                args.verbose if args.verbose == "auto" else int(args.verbose))

@@ -42,12 +42,27 @@ def _bn(x, name):
     return layers.BatchNormalization(epsilon=BN_EPS, momentum=BN_MOMENTUM, name=name)(x)
 
 
+@keras.saving.register_keras_serializable(package="segmenter")
+class GroupedConv2D(layers.Conv2D):
+    """Conv2D with ``groups``, the same weights and results, computed on TensorFlow as one convolution
+    per group: TensorFlow's own grouped convolution has a CPU gradient 60-400x slower than that."""
+
+    def convolution_op(self, inputs, kernel):
+        if self.groups == 1 or keras.backend.backend() != "tensorflow":
+            return super().convolution_op(inputs, kernel)
+        xs = keras.ops.split(inputs, self.groups, axis=-1)
+        ks = keras.ops.split(kernel, self.groups, axis=-1)
+        return keras.ops.concatenate(
+            [keras.ops.conv(x, k, strides=self.strides, padding=self.padding, data_format=self.data_format,
+                            dilation_rate=self.dilation_rate) for x, k in zip(xs, ks)], axis=-1)
+
+
 def _conv(x, filters, kernel, stride=1, padding=0, groups=1, name=None):
     """PyTorch-style conv without bias: explicit symmetric zero padding, then a 'valid' convolution."""
     if padding:
         x = layers.ZeroPadding2D(padding, name=f"{name}_pad")(x)
-    return layers.Conv2D(filters, kernel, strides=stride, padding="valid", groups=groups,
-                         use_bias=False, name=name)(x)
+    conv = GroupedConv2D if groups > 1 else layers.Conv2D
+    return conv(filters, kernel, strides=stride, padding="valid", groups=groups, use_bias=False, name=name)(x)
 
 
 def stage_channels(width=1.0, groups=32, base_width=4):

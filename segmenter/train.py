@@ -94,8 +94,7 @@ def train_fold(train, folds, fold: int, preset: dict, run_dir: Path, encoder_pat
             continue
         print(f"fold {fold} round {r}/{len(preset['rounds'])}: {rnd['loss']}, {rnd['epochs']} epochs, "
               f"lr {rnd['lr']}, {len(tr)} train / {len(va)} validation images")
-        keras.utils.clear_session()
-        keras.utils.set_random_seed(1000 * r + fold)
+        kfold.new_session(1000 * r + fold, preset["mixed_precision"])
         model = build_model(preset, encoder_path if r == 1 else None)
         if prev is not None:
             kfold.copy_weights(prev / "best.keras", model)
