@@ -66,7 +66,7 @@ bench: $(STAMP)
 	$(PY) -m bench.run --out $(OUT)/bench
 
 test: $(STAMP)
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q -n auto --dist loadfile
 
 clean:
 	rm -rf $(OUT)
