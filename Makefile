@@ -30,6 +30,8 @@ install: $(STAMP)
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	# The reference SE-ResNeXt50 for the converter test; its dependencies (torchvision) are not needed.
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps pretrainedmodels==0.7.4
 	touch $@
 
 data: $(STAMP)
