@@ -5,7 +5,6 @@ it to OUT/classifier/pred-NAME.npz for the ensemble.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ import keras
 import numpy as np
 
 import classifier.model  # noqa: F401  (registers the custom layer that the checkpoints use)
+from salt import kfold
 from salt.batches import to_input
 from salt.cli import UserError, run_cli
 from salt.data import load_images
@@ -49,13 +49,7 @@ def predict_folder(run_dir: Path, images: np.ndarray, tta: bool = True, batch_si
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m classifier.predict", description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=Path("out"))
-    p.add_argument("--images", type=Path, required=True, help="folder of 101x101 PNG images")
-    p.add_argument("--name", default="test", help="predictions go to OUT/classifier/pred-NAME.npz")
-    p.add_argument("--no-tta", action="store_true")
-    p.add_argument("--batch-size", type=int, default=64)
-    args = p.parse_args(argv)
+    args = kfold.parse_predict_args("classifier", __doc__.splitlines()[0], argv)
     start = time.time()
     run_dir = args.out / "classifier"
     ids, images = load_images(args.images)

@@ -17,6 +17,7 @@ folds or another preset is refused instead of silently mixing models.
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import importlib.util
 import json
@@ -300,3 +301,14 @@ def start_run(args, presets: dict, subdir: str, epochs_key: str) -> Run:
     return Run(name, preset, train, folds, run_fingerprint(train, args.out / "folds.csv"), args.out / subdir,
                args.folds, list(args.only_fold or range(args.folds)),
                args.verbose if args.verbose == "auto" else int(args.verbose))
+
+
+def parse_predict_args(model: str, description: str, argv):
+    """The options that both models' ``predict`` commands share."""
+    p = argparse.ArgumentParser(prog=f"python -m {model}.predict", description=description)
+    p.add_argument("--out", type=Path, default=Path("out"), help="the folder the model was trained into")
+    p.add_argument("--images", type=Path, required=True, help="folder of 101x101 PNG images")
+    p.add_argument("--name", default="test", help=f"predictions go to OUT/{model}/pred-NAME.npz")
+    p.add_argument("--no-tta", action="store_true", help="no horizontal-flip test-time augmentation")
+    p.add_argument("--batch-size", type=int, default=64)
+    return p.parse_args(argv)

@@ -5,7 +5,6 @@ test-time augmentation, and saves them as float16 to OUT/segmenter/pred-NAME.npz
 """
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ import keras
 import numpy as np
 
 import segmenter.unet  # noqa: F401  (registers the custom layers that the checkpoints use)
+from salt import kfold
 from salt.batches import to_input
 from salt.cli import UserError, run_cli
 from salt.data import load_images
@@ -63,18 +63,12 @@ def predict_folder(run_dir: Path, images: np.ndarray, tta: bool = True, batch_si
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m segmenter.predict", description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=Path("out"))
-    p.add_argument("--images", type=Path, required=True, help="folder of 101x101 PNG images")
-    p.add_argument("--name", default="test", help="predictions go to OUT/segmenter/pred-NAME.npz")
-    p.add_argument("--no-tta", action="store_true")
-    p.add_argument("--batch-size", type=int, default=64)
-    args = p.parse_args(argv)
+    args = kfold.parse_predict_args("segmenter", __doc__.splitlines()[0], argv)
     start = time.time()
     run_dir = args.out / "segmenter"
     ids, images = load_images(args.images)
-    fp = json.loads((run_dir / "metrics.json").read_text())["fingerprint"] if (run_dir / "metrics.json").exists() else ""
     mask, salt = predict_folder(run_dir, images, not args.no_tta, args.batch_size)
+    fp = json.loads((run_dir / "metrics.json").read_text())["fingerprint"]
     path = run_dir / f"pred-{args.name}.npz"
     save_npz(path, ids=np.array(ids), prob=mask.astype(np.float16), p_salt=salt.astype(np.float16),
              fingerprint=np.array(fp))
