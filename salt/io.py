@@ -16,12 +16,13 @@ import pandas as pd
 def atomic_path(path) -> Iterator[Path]:
     """Yield a temporary path next to `path`; rename it onto `path` on success, delete it on error.
 
-    The temporary name keeps the suffix of `path` (so e.g. numpy does not append ".npz").
-    Parent folders are created.
+    The temporary name ends with the whole name of `path`, so that tools which choose the format by
+    suffix (numpy's ".npz", Keras' ".keras" and ".weights.h5") write the right one. Parent folders
+    are created.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{path.suffix}"
+    tmp = path.parent / f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}-{path.name}"
     try:
         yield tmp
         os.replace(tmp, path)

@@ -34,7 +34,7 @@ import numpy as np
 from salt.cli import UserError
 from salt.data import TrainSet, load_train
 from salt.folds import load_or_make_folds, run_fingerprint
-from salt.io import write_json
+from salt.io import atomic_path, write_json
 
 
 def has_gpu() -> bool:
@@ -111,19 +111,6 @@ def read_done(stage_dir: Path) -> dict:
     return json.loads((stage_dir / "done.json").read_text())
 
 
-def _atomic_save(path: Path, save) -> None:
-    """Calls ``save(temporary path)`` and renames the result onto ``path``.
-
-    The temporary name ends with the real name, since Keras picks the format from the suffix.
-    """
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
-        save(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 class ResumableCheckpoint(keras.callbacks.Callback):
     """Keeps ``best.keras`` by ``monitor`` and the resume state of a stage; every file atomically."""
 
@@ -158,10 +145,12 @@ class ResumableCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         value = float(logs[self.monitor])
         if self._improved(value):
-            _atomic_save(self.dir / "best.keras", self.model.save)
+            with atomic_path(self.dir / "best.keras") as tmp:
+                self.model.save(tmp)
             self.state.update(best=value, best_epoch=epoch)
         old = self.dir / f"last-{self.state['epoch']}.weights.h5"
-        _atomic_save(self.dir / f"last-{epoch + 1}.weights.h5", self.model.save_weights)
+        with atomic_path(self.dir / f"last-{epoch + 1}.weights.h5") as tmp:
+            self.model.save_weights(tmp)
         self.state["epoch"] = epoch + 1
         write_json(self.dir / "state.json", self.state)
         if old.exists():

@@ -304,7 +304,7 @@ def test_submit_fingerprint_mismatch_cli(run_copy, data_dir, existing):
     assert len(lines) == 1 and lines[0].startswith("error:") and "pred-bad.npz" in lines[0]
     assert (sub.read_text() == "old submission\n") if existing else not sub.exists()
     assert not (out / "ensemble" / "submit.json").exists()
-    assert not [p for p in out.iterdir() if p.name.startswith(".submission")]
+    assert not [p for p in out.iterdir() if p.name.startswith(".tmp-")]
 
 
 def test_submit_missing_prediction_names_target(run_copy, data_dir):

@@ -12,7 +12,8 @@ from salt.io import atomic_path, save_npz, write_csv, write_json
 def test_atomic_path_renames_on_success(tmp_path):
     target = tmp_path / "sub" / "out.txt"
     with atomic_path(target) as tmp:
-        assert tmp.parent == target.parent and tmp != target and tmp.suffix == ".txt"
+        assert tmp.parent == target.parent and tmp != target
+        assert tmp.name.endswith("-out.txt"), "the temporary name ends with the whole target name"
         tmp.write_text("new")
         assert not target.exists()
     assert target.read_text() == "new"
