@@ -31,6 +31,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
 
+from salt import kfold  # noqa: E402
 from salt.batches import to_input  # noqa: E402
 from salt.cli import UserError, run_cli  # noqa: E402
 from salt.io import atomic_path, write_json  # noqa: E402
@@ -209,20 +210,19 @@ def time_steps(step, warmup: int, steps: int | None, label: str) -> dict:
 
     steps None: 2 timed steps, or 1 when the first step took over SLOW_FIRST_STEP_S (the CPU).
     """
-    times = []
-    for i in range(warmup):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-        log(f"{label}: warm-up step {i + 1}/{warmup} {times[-1]:.3f} s")
+    def run(kind: str, n: int) -> list:
+        seconds = []
+        for i in range(n):
+            start = time.perf_counter()
+            step()
+            seconds.append(time.perf_counter() - start)
+            log(f"{label}: {kind} step {i + 1}/{n} {seconds[-1]:.3f} s")
+        return seconds
+
+    times = run("warm-up", warmup)
     if steps is None:
         steps = 1 if times and times[0] > SLOW_FIRST_STEP_S else 2
-    timed = []
-    for i in range(steps):
-        start = time.perf_counter()
-        step()
-        timed.append(time.perf_counter() - start)
-        log(f"{label}: timed step {i + 1}/{steps} {timed[-1]:.3f} s")
+    timed = run("timed", steps)
     return {"first_step_s": (times or timed)[0], "step_s": float(np.mean(timed)), "step_times_s": timed,
             "warmup_steps": warmup, "timed_steps": steps}
 
@@ -262,13 +262,6 @@ def measure(model, targets, batch: int, plan: dict, gpu: bool, label: str, predi
     return res
 
 
-def fresh_session(policy: str) -> None:
-    """clear_session (which also resets the dtype policy to float32), then the policy and a fixed seed."""
-    keras.utils.clear_session()
-    keras.mixed_precision.set_global_policy(policy)
-    keras.utils.set_random_seed(0)
-
-
 def bench_segmenter(plan: dict, gpu: bool, policy: str) -> dict:
     from segmenter.predict import predict_probs
     from segmenter.presets import PRESETS
@@ -277,7 +270,7 @@ def bench_segmenter(plan: dict, gpu: bool, policy: str) -> dict:
 
     preset = PRESETS["full"]
     log(f"segmenter: building the full preset's network {json.dumps(preset['network'])}")
-    fresh_session(policy)
+    kfold.new_session(0, mixed_precision=policy == "mixed_bfloat16")
     reset_peak_memory(gpu)
     model = build_unet(**preset["network"], encoder_weights=None)
     compile_model(model, preset, preset["rounds"][0], steps=100)
@@ -292,19 +285,18 @@ def bench_classifier(plan: dict, gpu: bool, policy: str) -> dict:
     from classifier.model import build_classifier
     from classifier.predict import predict_p_empty
     from classifier.presets import PRESETS
-    from salt.kfold import jit_compile
 
     preset = PRESETS["full"]
     stage = preset["stages"][-1]  # fine-tuning: the whole network trains
     log(f"classifier: building densenet121 at {preset['input_size']}")
-    fresh_session(policy)
+    kfold.new_session(0, mixed_precision=policy == "mixed_bfloat16")
     reset_peak_memory(gpu)
     model, _ = build_classifier("densenet121", preset["input_size"], "none", preset["dropout"])
     model.compile(optimizer=keras.optimizers.Adam(stage["lr"]),
                   loss=keras.losses.BinaryCrossentropy(from_logits=True),
                   metrics=[keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0),
                            keras.metrics.AUC(name="auc", from_logits=True)],
-                  jit_compile=jit_compile())
+                  jit_compile=kfold.jit_compile())
 
     def targets(masks):
         return (~masks.reshape(len(masks), -1).any(1))[:, None].astype(np.float32)
@@ -322,9 +314,7 @@ def sm_baseline_child(plan: dict) -> dict:
 
     On a GPU in mixed_bfloat16 like ours; if segmentation_models fails under it, again in float32.
     """
-    from salt.kfold import configure_threads
-
-    configure_threads()
+    kfold.configure_threads()
     import tensorflow as tf
 
     gpu = bool(tf.config.list_physical_devices("GPU"))
@@ -496,9 +486,7 @@ def main(argv=None) -> int:
     # The baseline first: on a GPU, JAX reserves most of the memory as soon as this process touches it.
     baseline = {"skipped": "--skip-baseline"} if args.skip_baseline else run_baseline(args)
 
-    from salt.kfold import configure_threads
-
-    configure_threads()
+    kfold.configure_threads()
     name = gpu_name()
     gpu = name is not None
     device = {"backend": keras.backend.backend(), "gpu": name, "cpu": cpu_model(), "cores": cpu_cores()}

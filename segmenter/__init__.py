@@ -1,1 +1,1 @@
-"""Segmentation network: SE-ResNeXt50 encoder, U-Net, losses, weight conversion (and the lead's train/predict)."""
+"""The segmenter: SE-ResNeXt50 encoder, U-Net, losses, weight conversion, presets, training, prediction."""
