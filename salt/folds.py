@@ -1,4 +1,11 @@
-"""Stratified K-fold split by coverage class, written once to OUT/folds.csv and reused."""
+"""Stratified K-fold split by coverage class, written once to OUT/folds.csv and reused.
+
+Folds by coverage (the default) split tiles at random within each coverage class. Folds by mosaic
+(groups from salt.mosaic.mosaic_groups) keep every tile of a mosaic in one fold, so no validation tile
+has a neighbour it continues in the training part, and are still stratified by coverage (sklearn's
+StratifiedGroupKFold). folds.csv made by mosaic has a fourth column, group; a folds.csv made the other
+way is refused.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -6,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from salt.cli import UserError
 from salt.io import write_csv
@@ -22,8 +29,12 @@ def coverage_class(masks) -> np.ndarray:
     return (salt * 10 + total - 1) // total  # exact integer ceil; 0 stays 0
 
 
-def make_folds(ids, masks, k=5, seed=42) -> pd.DataFrame:
-    """Columns id, fold (0..k-1), coverage_class, in the order of `ids` (sklearn StratifiedKFold, shuffled)."""
+def make_folds(ids, masks, k=5, seed=42, groups=None) -> pd.DataFrame:
+    """Columns id, fold (0..k-1), coverage_class, in the order of `ids` (sklearn StratifiedKFold, shuffled).
+
+    With groups (one label per id, e.g. salt.mosaic.mosaic_groups), all ids of a group share a fold
+    (StratifiedGroupKFold on the same coverage classes, shuffled) and a fourth column, group, holds them.
+    """
     ids = [str(i) for i in ids]
     if k < 2:
         raise UserError(f"number of folds must be at least 2, got {k}")
@@ -35,31 +46,54 @@ def make_folds(ids, masks, k=5, seed=42) -> pd.DataFrame:
         raise UserError(f"cannot make {k} folds from {len(ids)} images")
     cls = coverage_class(masks)
     fold = np.full(len(ids), -1, dtype=np.int64)
-    skf = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    if groups is None:
+        split = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(len(ids)), cls)
+    else:
+        groups = np.asarray([str(g) for g in groups], dtype=object)
+        if len(groups) != len(ids):
+            raise UserError(f"{len(ids)} ids but {len(groups)} groups")
+        if len(set(groups)) < k:
+            raise UserError(f"cannot make {k} folds from {len(set(groups))} groups")
+        split = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(
+            np.zeros(len(ids)), cls, groups)
     import warnings
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The least populated class")
-        for f, (_, val) in enumerate(skf.split(np.zeros(len(ids)), cls)):
+        for f, (_, val) in enumerate(split):
             fold[val] = f
-    return pd.DataFrame({"id": ids, "fold": fold, "coverage_class": cls})
+    df = pd.DataFrame({"id": ids, "fold": fold, "coverage_class": cls})
+    if groups is not None:
+        df["group"] = groups
+    return df
 
 
-def load_or_make_folds(out_dir, ids, masks, k=5, seed=42) -> pd.DataFrame:
+FOLDS_BY = ("coverage", "mosaic")
+
+
+def load_or_make_folds(out_dir, ids, masks, k=5, seed=42, groups=None, by="coverage") -> pd.DataFrame:
     """OUT/folds.csv if it exists (UserError if it has other ids or another k), else make and write it.
 
-    Returned rows follow the order of `ids`.
+    by="mosaic" needs `groups` (see make_folds) and writes the group column; a folds.csv made the other
+    way, or one that splits a given group across folds, is refused. Returned rows follow the order of `ids`.
     """
     if k < 2:
         raise UserError(f"number of folds must be at least 2, got {k}")
+    if by not in FOLDS_BY:
+        raise UserError(f"folds by {by!r}: expected one of {', '.join(FOLDS_BY)}")
+    if (by == "mosaic") != (groups is not None):
+        raise UserError("folds by mosaic need the mosaic groups (OUT/mosaic.csv: make mosaic)" if by == "mosaic"
+                        else "groups given but folds by coverage asked for")
     path = Path(out_dir) / "folds.csv"
     ids = [str(i) for i in ids]
+    if groups is not None and len(groups) != len(ids):
+        raise UserError(f"{len(ids)} ids but {len(groups)} groups")
     if not path.exists():
-        df = make_folds(ids, masks, k=k, seed=seed)
+        df = make_folds(ids, masks, k=k, seed=seed, groups=groups)
         write_csv(path, df)
         return df
     try:
-        df = pd.read_csv(path, dtype={"id": str}, keep_default_na=False)
+        df = pd.read_csv(path, dtype={"id": str, "group": str}, keep_default_na=False)
     except Exception as e:
         raise UserError(f"{path}: unreadable CSV ({type(e).__name__})") from None
     missing = {"id", "fold", "coverage_class"} - set(df.columns)
@@ -76,8 +110,19 @@ def load_or_make_folds(out_dir, ids, masks, k=5, seed=42) -> pd.DataFrame:
     folds = sorted(df["fold"].unique().tolist())
     if folds != list(range(k)):
         raise UserError(f"{path}: has folds {folds[0]}..{folds[-1]} ({len(folds)} folds), asked for k={k}")
+    made_by = "mosaic" if "group" in df.columns else "coverage"
+    if made_by != by:
+        raise UserError(f"{path}: made with folds by {made_by}, asked for folds by {by}: "
+                        "delete it or use another output folder")
     df = df.set_index("id").loc[ids].reset_index()
-    return df[["id", "fold", "coverage_class"]].astype({"fold": np.int64, "coverage_class": np.int64})
+    columns = ["id", "fold", "coverage_class"]
+    if by == "mosaic":
+        columns.append("group")
+        per_group = df.groupby(np.asarray([str(g) for g in groups], dtype=object))["fold"].nunique()
+        if (per_group > 1).any():
+            raise UserError(f"{path}: splits {per_group.index[per_group > 1][0]} across folds "
+                            "(made from another mosaic.csv?): delete it or use another output folder")
+    return df[columns].astype({"fold": np.int64, "coverage_class": np.int64})
 
 
 def run_fingerprint(train, folds_csv) -> str:
