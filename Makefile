@@ -9,6 +9,7 @@ FOLDS    ?= 5
 TEST     ?= $(DATA)/test/images
 BACKEND  ?= tensorflow
 BACKBONE ?= densenet121
+FOLDS_BY ?= coverage
 VERBOSE  ?= auto
 DOWNLOAD ?= tgs-salt-identification-challenge.zip
 
@@ -23,7 +24,7 @@ DEMO_DATA  := $(OUT)/demo/data
 DEMO_OUT   := $(OUT)/demo
 DEMO_FOLDS ?= 3
 
-.PHONY: install data demo train-classifier train-segmenter submit bench test clean
+.PHONY: install data mosaic demo train-classifier train-segmenter submit bench test clean
 
 install: $(STAMP)
 
@@ -36,6 +37,10 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 data: $(STAMP)
 	$(PY) -m salt.kaggle --zip $(DOWNLOAD) --data $(DATA)
+
+# Neighbouring tiles found again by their edges: OUT/mosaic.csv (id,mosaic,row,col), for folds by mosaic.
+mosaic: $(STAMP)
+	$(PY) -m salt.mosaic --data $(DATA) --out $(OUT)
 
 $(OUT)/classifier/metrics.json: | $(STAMP)
 	$(PY) -m classifier.train --data $(DATA) --out $(OUT) --preset $(PRESET) --folds $(FOLDS) --backbone $(BACKBONE) --verbose $(VERBOSE)
