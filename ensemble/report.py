@@ -1,160 +1,373 @@
 """A single self-contained HTML report of a run: python -m ensemble.report --data DATA --out OUT -> OUT/report.html
 
-Out-of-fold scores per fold for each tuning step, score curves, the classifier's ROC curve, the worst and
-best out-of-fold images, wall times, presets and each model's encoder initialisation. Figures are PNGs
-embedded as base64 data URIs; the page references no other file.
+What it answers, in order: how good the run is (summary; each model's scores per fold), where it fails
+(out-of-fold score by salt coverage class, false positives on empty images, missed salt, and examples
+drawn large: truth filled, prediction outlined), how training went (per fold and stage: training loss
+and validation score per epoch, against epochs and, where the logs hold ``epoch_s``, against minutes),
+what the ensemble tuning chose, the classifier's ROC curve, the presets, and the time each step took.
+Figures are PNGs embedded as base64 data URIs; the page references no other file.
 """
 from __future__ import annotations
 
 import argparse
-import base64
-import html
-import io
 import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from salt.cli import run_cli
+from ensemble import coverage as cov
+from ensemble import figures, training_logs
+from ensemble.page import e, figure, minutes, note, num, page, pct, section, short, table
 from ensemble.tune import HINT_TUNE, apply_rules, describe, load_oof, read_json
+from salt.cli import run_cli
 
-N_SHOW = 8
+N_WORST = 4        # worst images shown per coverage class
+N_FALSE_POS = 5    # worst false positives on empty images shown
 
-CSS = """body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:1em 0}
-td,th{border:1px solid #bbb;padding:4px 8px;text-align:right}th{background:#eee}td.l,th.l{text-align:left}
-.random{color:#c00;font-weight:bold}.kept{color:#080}.rejected{color:#888}img{max-width:100%}
-.init{font-size:1.2em}"""
-
-
-def _png(fig) -> str:
-    """An <img> tag with the figure as a base64 PNG data URI; closes the figure."""
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
-    plt.close(fig)
-    return f'<img alt="figure" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+# How metrics.json's keys are shown: label and decimals (other keys: their name, 4 decimals).
+METRIC_LABELS = {"score": ("competition score", 4), "threshold": ("mask threshold", 2),
+                 "score_empty_images": ("score, images without salt", 4),
+                 "score_salt_images": ("score, images with salt", 4),
+                 "auc": ("ROC AUC of P(empty)", 4), "accuracy": ("accuracy at 0.5", 4),
+                 "logloss": ("log-loss", 4), "images": ("images", 0)}
 
 
-def _fmt(x, nd=4) -> str:
-    return "&ndash;" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.{nd}f}"
+# --------------------------------------------------------------------------- tuning.json, read in one place
+def tuning_steps(t) -> list[dict]:
+    """The tuning steps: each {name, kept, params, note, overall, folds}."""
+    return list(t.get("steps") or [])
 
 
-def _e(s) -> str:
-    return html.escape(str(s))
+def tuning_final(t) -> dict:
+    """The final rules' out-of-fold score: {overall, folds}."""
+    return t.get("final") or {}
 
 
-def steps_table(steps, final, folds) -> str:
-    """HTML table: rows = steps (+ final), columns = fold 0..k-1, overall, kept."""
-    head = "".join(f"<th>fold {k}</th>" for k in folds)
-    rows = [f'<table class="steps"><tr><th class="l">step</th>{head}<th>overall</th><th>kept</th>'
-            f'<th class="l">parameters (best tried)</th></tr>']
-    for s in steps:
-        fs = s["folds"] or [None] * len(folds)
-        kept = "yes" if s["kept"] else ("skipped" if s["overall"] is None else "no")
-        params = _e(json.dumps(s["params"])) if s["params"] else _e(s.get("note", ""))
-        rows.append(f'<tr><td class="l">{_e(s["name"])}</td>' + "".join(f"<td>{_fmt(v)}</td>" for v in fs)
-                    + f'<td><b>{_fmt(s["overall"])}</b></td><td class="{"kept" if s["kept"] else "rejected"}">'
-                    f'{kept}</td><td class="l">{params}</td></tr>')
-    rows.append('<tr><td class="l"><b>final (kept rules)</b></td>' + "".join(
-        f"<td>{_fmt(v)}</td>" for v in final["folds"]) + f'<td><b>{_fmt(final["overall"])}</b></td><td></td><td></td></tr>')
-    return "\n".join(rows) + "</table>"
+def tuning_params(t) -> dict:
+    """The chosen rules, as ensemble.tune.apply_rules takes them."""
+    return t["params"]
 
 
-def curves_figure(sweeps) -> str:
-    """Score vs binarisation threshold, vs P(empty) threshold, vs minimum area, vs classifier weight."""
-    import matplotlib.pyplot as plt
-
-    panels = [("threshold", "mask threshold"), ("empty_threshold", "P(empty) threshold (classifier)"),
-              ("min_area", "minimum area (pixels)")]
-    panels = [(k, lab) for k, lab in panels if k in sweeps]
-    comb = sweeps.get("combination")
-    n = len(panels) + (1 if comb and len(comb["w"]) > 1 else 0)
-    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.2), squeeze=False)
-    for ax, (k, lab) in zip(axes[0], panels):
-        x, y = sweeps[k]["x"], sweeps[k]["score"]
-        ax.plot(x, y, ".-")
-        i = int(np.argmax(y))
-        ax.plot([x[i]], [y[i]], "ro")
-        ax.set_xlabel(lab)
-        ax.set_ylabel("OOF score")
-        ax.grid(alpha=0.3)
-    if n > len(panels):
-        ax = axes[0][-1]
-        ax.plot(comb["w"], comb["best_per_w"], ".-")
-        ax.set_xlabel("classifier weight w (best P(empty) threshold)")
-        ax.set_ylabel("OOF score")
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return _png(fig)
+def tuning_sweeps(t) -> dict:
+    """The score curves of each tuned parameter."""
+    return t.get("sweeps") or {}
 
 
-def roc_figure(truth_empty, p_empty) -> tuple[str, float]:
-    """The classifier's ROC curve (positive = empty mask) and its AUC."""
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import roc_auc_score, roc_curve
-
-    if truth_empty.all() or not truth_empty.any():
-        return "<p>ROC undefined: the truth has only one class.</p>", float("nan")
-    fpr, tpr, _ = roc_curve(truth_empty, p_empty)
-    auc = float(roc_auc_score(truth_empty, p_empty))
-    fig, ax = plt.subplots(figsize=(4, 4))
-    ax.plot(fpr, tpr, label=f"AUC {auc:.4f}")
-    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-    ax.set_xlabel("false positive rate")
-    ax.set_ylabel("true positive rate (empty mask)")
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    return _png(fig), auc
+def tuning_folds(t) -> list[int]:
+    return [int(k) for k in (t.get("folds") or [])]
 
 
-def images_figure(images, truth, pred, scores, idx, ids) -> str:
-    """Grey images with truth (green) and prediction (red) contours."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, max(len(idx), 1), figsize=(2.0 * max(len(idx), 1), 2.3), squeeze=False)
-    for ax, i in zip(axes[0], idx):
-        ax.imshow(images[i], cmap="gray", vmin=0, vmax=255)
-        for m, c in ((truth[i], "lime"), (pred[i], "red")):
-            if m.any() and not m.all():
-                ax.contour(m.astype(np.float32), levels=[0.5], colors=c, linewidths=1.0)
-        ax.set_title(f"{ids[i][:10]}\nscore {scores[i]:.2f}", fontsize=7)
-        ax.axis("off")
-    for ax in axes[0][len(idx):]:
-        ax.axis("off")
-    fig.tight_layout()
-    return _png(fig)
+def alone_params(t) -> dict:
+    """The rules of the segmenter alone: the first step's mask threshold and nothing else."""
+    steps = tuning_steps(t)
+    thr = (steps[0].get("params") or {}).get("threshold") if steps else None
+    return {"threshold": tuning_params(t)["threshold"] if thr is None else thr, "empty_rule": None, "min_area": 0}
 
 
-def pick_images(scores, coverage, n=N_SHOW):
-    """(worst, best) image indices: worst = lowest score (larger truth coverage first on ties); best =
-    highest score, non-empty and larger truth coverage first on ties (so not all trivially-empty images)."""
-    worst = np.lexsort((-coverage, scores))[:n]
-    best = np.lexsort((-coverage, -scores))[:n]
-    return worst, best
+def params_text(p) -> str:
+    """A tuning step's parameters in words."""
+    if not p:
+        return ""
+    if "w" in p:
+        w = float(p["w"])
+        src = ("the classifier's P(empty)" if w == 1 else "1 &minus; the segmenter's P(salt)" if w == 0 else
+               f"{w:g} &times; classifier + {1 - w:g} &times; (1 &minus; segmenter's P(salt))")
+        return f"zero the mask if {src} &gt; {num(p.get('threshold'), 3)}"
+    parts = []
+    for k, v in p.items():
+        if k == "threshold":
+            parts.append(f"mask threshold {num(v, 2)}")
+        elif k == "min_area":
+            parts.append(f"drop masks under {int(v)} px" if v else "keep every mask")
+        else:
+            parts.append(f"{e(k)} {e(short(v))}")
+    return ", ".join(parts)
 
 
-def _model_rows(seg, clf) -> str:
-    rows = ['<table><tr><th class="l">model</th><th class="l">encoder init</th><th class="l">preset</th>'
-            '<th class="l">backbone</th><th>wall s</th><th class="l">OOF (model\'s own metrics)</th></tr>']
-    for name, m in (("segmenter", seg), ("classifier", clf)):
+# ------------------------------------------------------------------------------------------ sections
+def _init_cell(m) -> str:
+    init = str(m.get("encoder_init", "unknown"))
+    cls = "random" if init in ("random", "unknown") else ""
+    return f'<span class="init {cls}">encoder init: {e(init)}</span>'
+
+
+def models_section(seg, clf, seg_run, clf_run) -> tuple:
+    rows = []
+    for name, m, run in (("segmenter", seg, seg_run), ("classifier", clf, clf_run)):
         if m is None:
-            rows.append(f'<tr><td class="l">{name}</td><td class="l" colspan="5">not trained (segmenter-only run)</td></tr>')
+            rows.append([name, "not trained (segmenter-only run)", "", "", "", "", ""])
             continue
-        init = str(m.get("encoder_init", "unknown"))
-        cls = "random" if init == "random" or init == "unknown" else ""
-        rows.append(f'<tr><td class="l">{name}</td><td class="l init {cls}">encoder init: {_e(init)}</td>'
-                    f'<td class="l">{_e(m.get("preset", "?"))}</td><td class="l">{_e(m.get("backbone", ""))}</td>'
-                    f'<td>{_fmt(m.get("wall_s"), 1)}</td><td class="l">{_e(json.dumps(m.get("overall", {})))}</td></tr>')
-    return "\n".join(rows) + "</table>"
+        encoder = ((run.get("config") or {}).get("network") or {}).get("encoder", "SE-ResNeXt")
+        network = m.get("backbone") or run.get("backbone") or (f"{encoder} U-Net" if name == "segmenter" else "")
+        rows.append([name, _init_cell(m), e(m.get("preset", run.get("preset", "?"))), e(network),
+                     e(m.get("precision") or run.get("precision") or (m.get("environment") or {}).get("dtype_policy")
+                       or "not recorded"),
+                     num(m.get("folds_k", len(m.get("folds") or []) or None)), minutes(m.get("wall_s"))])
+    body = [table(["model", "encoder initialisation", "preset", "network", "precision", "folds", "training time"],
+                  rows, left=5)]
+    for name, m in (("Segmenter", seg), ("Classifier", clf)):
+        if m is not None:
+            body += [f"<h3>{name}: out-of-fold scores per fold</h3>", metrics_table(m)]
+    env = (seg or {}).get("environment") or {}
+    if env:
+        vers = ", ".join(f"{k} {v}" for k, v in (env.get("versions") or {}).items())
+        body.append(f'<p class="muted">Backend {e(env.get("backend", "?"))}, GPU {"yes" if env.get("gpu") else "no"}, '
+                    f'{e(env.get("dtype_policy", ""))}; {e(vers)}.</p>')
+    return section("models", "Models", body)
 
 
+def metrics_table(m) -> str:
+    """A model's metrics.json as a table: rows = metrics, columns = folds and out-of-fold."""
+    per_fold = [f for f in (m.get("folds") or []) if isinstance(f, dict)]
+    overall = m.get("overall") or {}
+    keys = [k for k in METRIC_LABELS if k in overall or any(k in f for f in per_fold)]
+    keys += [k for k in overall if k not in keys and isinstance(overall[k], (int, float))]
+    if "images" in keys and "images" not in overall and all("images" in f for f in per_fold):
+        overall = {**overall, "images": sum(int(f["images"]) for f in per_fold)}
+    rows = []
+    for k in keys:
+        label, nd = METRIC_LABELS.get(k, (k, 4))
+        rows.append([e(label)] + [num(f.get(k), nd) for f in per_fold]
+                    + [f"<b>{num(overall.get(k), nd)}</b>" if k != "images" else num(overall.get(k), nd)])
+    header = [""] + [f"fold {f.get('fold', i)}" for i, f in enumerate(per_fold)] + ["out-of-fold"]
+    return table(header, rows)
+
+
+def preset_rows(run: dict, encoder_random: bool) -> list[list[str]]:
+    """A run.json's preset config as rows: one per setting, one per round or stage (a frozen-encoder stage
+    is marked skipped when the encoder started random, as the classifier skips it then)."""
+    conf = run.get("config") or {}
+    rows = []
+    for k, v in conf.items():
+        if isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+            for i, item in enumerate(v, 1):
+                label = item.get("name") or f"{k.rstrip('s')} {i}"
+                text = e(", ".join(f"{a} {short(b)}" for a, b in item.items() if a != "name"))
+                if item.get("frozen") and encoder_random:
+                    text += " <i>(skipped: the encoder started random)</i>"
+                rows.append([e(label), text])
+        else:
+            rows.append([e(k), e(short(v))])
+    return rows
+
+
+def presets_section(seg_run, clf_run, seg, clf) -> tuple:
+    blocks = []
+    for name, run, m in (("segmenter", seg_run, seg), ("classifier", clf_run, clf)):
+        if m is None and not run:
+            continue
+        preset = (m or {}).get("preset") or run.get("preset") or "?"
+        random = str((m or run).get("encoder_init")) == "random"
+        inner = (table(["setting", "value"], preset_rows(run, random), left=2) if run.get("config")
+                 else note(f"no run.json with the preset's settings in {e(name)}/"))
+        blocks.append(f"<div><h3>{e(name)}: preset <code>{e(preset)}</code></h3>{inner}"
+                      f"<p>{_init_cell(m or run)}</p></div>")
+    return section("presets", "Presets", ['<div class="side">' + "".join(blocks) + "</div>"])
+
+
+def failures_section(d, pred, scores, scores_alone, tuning) -> tuple:
+    truth = d["truth"]
+    rows = cov.class_rows(truth, pred, scores, scores_alone)
+    cells = []
+    for r in rows:
+        wrong = "" if r["wrong"] is None else str(r["wrong"])
+        wrong_s = "" if r["wrong_share"] is None else pct(r["wrong_share"])
+        cells.append([e(r["name"]), str(r["n"]), pct(r["share"]), num(r["score_alone"]), num(r["score"]),
+                      num(r["iou"], 3), wrong, wrong_s, num(r["lost"])])
+    n = len(truth)
+    empty, salt = rows[0], rows[1:-1]
+    n_salt = sum(r["n"] for r in salt)
+    missed = sum(r["wrong"] for r in salt)
+    lost_total = rows[-1]["lost"]
+    fp_cost, miss_cost = empty["wrong"] / n, missed / n
+    body = [
+        f"<p>Out-of-fold predictions of all {n} training images under the final rules "
+        f"({e(describe(tuning_params(tuning)))}), grouped by the share of the image that is salt in the truth. "
+        "<i>Wholly wrong</i>: on empty images, a false positive (any salt predicted: the image scores 0); on "
+        "images with salt, a miss (nothing predicted: scores 0). <i>Score lost</i>: the class's share of the "
+        "overall score lost, (1 &minus; score) summed over its images and divided by all images; the column "
+        "adds up to 1 &minus; the overall score.</p>",
+        table(["coverage class", "images", "share of images", "score: segmenter alone", "score: final rules",
+               "mean IoU", "wholly wrong", "wholly wrong %", "score lost"], cells, total_last=True),
+        f"<p class=\"big\">Of the {empty['n']} empty images, <b>{empty['wrong']} ({pct(empty['wrong_share'])})</b> "
+        f"got a false positive, costing {num(fp_cost)} of the overall score. Of the {n_salt} images with salt, "
+        f"<b>{missed} ({pct(missed / n_salt if n_salt else float('nan'))})</b> were missed entirely, costing "
+        f"{num(miss_cost)}; the remaining {num(lost_total - fp_cost - miss_cost)} is lost on salt that was "
+        "found but outlined too loosely to pass every IoU threshold.</p>",
+    ]
+    return section("failures", "Where it fails", body)
+
+
+def _titles(d, pred, scores) -> dict:
+    truth = d["truth"]
+    c, ious = cov.coverage(truth), cov.iou(truth, pred)
+    pc = cov.coverage(pred)
+    return {i: f"{d['ids'][i][:10]}  score {scores[i]:.2f}\ntruth {100 * c[i]:.1f}%  pred {100 * pc[i]:.1f}%  "
+               f"IoU {ious[i]:.2f}" for i in range(len(truth))}
+
+
+def examples_section(d, pred, scores) -> tuple:
+    truth, images = d["truth"], d["images"]
+    titles = _titles(d, pred, scores)
+    legend = ("Truth <b style='color:%s'>filled blue</b>, prediction <b style='color:%s'>outlined red</b> "
+              "(final rules). Each tile: image id, its score, the share of the image that is salt in the truth "
+              "and in the prediction, and their IoU." % (figures.TRUTH_COLOR, figures.PRED_COLOR))
+    worst = cov.worst_by_class(truth, pred, scores, N_WORST)
+    rows = [(cov.CLASS_NAMES[c], idx) for c, idx in worst.items() if len(idx)]
+    absent = [cov.CLASS_NAMES[c] for c, idx in worst.items() if not len(idx)]
+    body = [f"<p>{legend}</p>", "<h3>Worst images with salt, by coverage class</h3>"]
+    body.append(figures_or_note(images, truth, pred, rows, titles, N_WORST, "worst images with salt by coverage class",
+                                "The lowest-scoring images of each class (lowest IoU first among equal scores)."
+                                + (f" No image in the class{'es' if len(absent) > 1 else ''} {e(', '.join(absent))}."
+                                   if absent else "")))
+    best = cov.best_by_class(truth, pred, scores, 1)
+    best_idx = [int(idx[0]) for idx in best.values() if len(idx)]
+    body.append("<h3>Best images with salt, one per coverage class</h3>")
+    best_titles = {**titles, **{int(idx[0]): f"{cov.CLASS_NAMES[c]}: {titles[int(idx[0])]}"
+                                for c, idx in best.items() if len(idx)}}
+    body.append(figures_or_note(images, truth, pred, [("", best_idx)], best_titles,
+                                max(len(best_idx), 1), "best images with salt",
+                                "The best image of each salt class, from the smallest salt class (left) to the largest."))
+    fp = cov.worst_false_positives(truth, pred, N_FALSE_POS)
+    body.append("<h3>Worst false positives on empty images</h3>")
+    body.append(figures_or_note(images, truth, pred, [("", list(fp))], titles, N_FALSE_POS,
+                                "worst false positives on empty images",
+                                "Empty images (no salt in the truth) with the largest predicted salt area; each "
+                                "scores 0.") if len(fp) else "<p>No empty image got a false positive.</p>")
+    return section("examples", "Examples", body)
+
+
+def figures_or_note(images, truth, pred, rows, titles, ncols, alt, caption) -> str:
+    if not any(len(idx) for _, idx in rows):
+        return "<p>No image to show.</p>"
+    return figure(figures.tiles_figure(images, truth, pred, rows, titles, ncols), alt, caption, dpi=100)
+
+
+def training_section(out: Path, models) -> tuple:
+    body = ["<p>Per fold, each stage's training loss and validation score per epoch, read from its "
+            "<code>log.csv</code>. Stages (rounds) are shaded and named; each stage keeps the checkpoint of its "
+            "best epoch (circled), the next stage starts from it, and the last stage's best (star) is the fold's "
+            "model. A best epoch at the very end of a stage says more epochs may pay; a score that falls after its "
+            "best says the stage over-trains (or is noisy).</p>"]
+    for model in models:
+        spec = training_logs.SPECS[model]
+        stages = training_logs.load_stages(out, model)
+        body.append(f"<h3>{model.capitalize()}</h3>")
+        if not stages:
+            body.append(note(f"no training stages found under <code>{e(out / model)}</code>"))
+            continue
+        logged = [st for st in stages if st.log is not None]
+        show_minutes = any(all(s.seconds() is not None for s in sts) and all(s.log is not None for s in sts)
+                           for sts in training_logs.by_fold(stages).values())
+        if logged:
+            what = ("against epochs (top) and against minutes of training (bottom left)" if show_minutes else
+                    "against epochs (top)")
+            body.append(figure(figures.training_figure(stages, model, show_minutes), f"{model} training curves",
+                               f"{e(model.capitalize())}: loss and {e(spec.score_label)} {what}, every fold in its "
+                               "colour; bottom right, the folds side by side.", dpi=100))
+        if not show_minutes:
+            body.append(note("These logs have no <code>epoch_s</code> column (a run from before it was logged), so "
+                             "the score is shown against epochs only, not against minutes of training."
+                             if logged else "No log.csv could be read for this model."))
+        body.append(stage_table(stages, spec))
+        problems = [f"fold {st.fold} {e(st.name)} (<code>{e(st.path)}</code>): {e('; '.join(st.notes))}"
+                    for st in stages if st.notes]
+        if problems:
+            body.append(note("Logs missing or incomplete:<br>" + "<br>".join(problems)))
+    return section("training", "How training went", body)
+
+
+def stage_table(stages, spec) -> str:
+    rows = []
+    for st in stages:
+        v, s = st.column(spec.monitor), st.column(spec.score)
+        b = st.best()
+        sec = st.seconds()
+        if st.log is None:
+            rows.append([str(st.fold), e(st.name), e(st.detail), "&ndash;", "&ndash;", "&ndash;", "&ndash;"]
+                        + (["&ndash;"] if spec.score != spec.monitor else []) + ["&ndash;", e("; ".join(st.notes))])
+            continue
+        row = [str(st.fold), e(st.name), e(st.detail), str(st.epochs), "&ndash;" if b is None else str(b + 1),
+               num(None if b is None else v[b]), num(None if v is None else v[-1])]
+        if spec.score != spec.monitor:
+            row.append(num(None if b is None or s is None else s[b]))
+        row += [minutes(None if sec is None else sec.sum()), e(training_logs.verdict(st))]
+        rows.append(row)
+    header = ["fold", "stage", "settings", "epochs", "best epoch", f"best {spec.monitor}", f"last {spec.monitor}"]
+    if spec.score != spec.monitor:
+        header.append(f"{spec.score} at best")
+    return table(header + ["time", "reading"], rows, left=3, left_last=True)
+
+
+def tuning_section(tuning) -> tuple:
+    folds = tuning_folds(tuning)
+    rows = []
+    for s in tuning_steps(tuning):
+        fs = s.get("folds") or [None] * len(folds)
+        kept = "yes" if s.get("kept") else ("skipped" if s.get("overall") is None else "no")
+        rows.append([e(s.get("name", "?"))] + [num(v) for v in fs] + [f"<b>{num(s.get('overall'))}</b>",
+                    f'<span class="{"kept" if s.get("kept") else "rejected"}">{kept}</span>',
+                    params_text(s.get("params")) or e(s.get("note", ""))])
+    final = tuning_final(tuning)
+    rows.append(["final (kept rules)"] + [num(v) for v in final.get("folds") or [None] * len(folds)]
+                + [f"<b>{num(final.get('overall'))}</b>", "", ""])
+    body = ["<p>Each rule is kept only if it raises the out-of-fold competition score over the step before. "
+            "A rejected step shows the score of its best setting tried.</p>",
+            table(["step"] + [f"fold {k}" for k in folds] + ["out-of-fold", "kept", "parameters (best tried)"],
+                  rows, total_last=True, left_last=True),
+            f"<p>Chosen: <b>{e(describe(tuning_params(tuning)))}</b>.</p>"]
+    so = tuning.get("segmenter_only") or {}
+    if tuning.get("params_segmenter_only") and so.get("final"):
+        body.append(f"<p>Rules for a submission without the classifier: {e(describe(tuning['params_segmenter_only']))}"
+                    f", out-of-fold {num(so['final'].get('overall'))}.</p>")
+    fig = figures.curves_figure(tuning_sweeps(tuning))
+    if fig is not None:
+        body += ["<h3>Score against each tuned parameter</h3>",
+                 figure(fig, "score curves", "The red dot marks the best setting of each sweep.", dpi=90)]
+    return section("tuning", "Ensemble tuning", body)
+
+
+def roc_section(d, n) -> tuple:
+    if d["p_empty"] is None:
+        return section("roc", "Classifier ROC", "<p>No classifier in this run.</p>")
+    fig, auc = figures.roc_figure(~d["truth"].reshape(n, -1).any(axis=1), d["p_empty"])
+    if fig is None:
+        return section("roc", "Classifier ROC", "<p>ROC undefined: the truth has only one class.</p>")
+    return section("roc", "Classifier ROC (out-of-fold)",
+                   [f"<p>AUC {num(auc)} (positive class: empty mask).</p>", figure(fig, "ROC curve", dpi=80)])
+
+
+def time_section(seg, clf, tuning, submit) -> tuple:
+    walls = [("segmenter training", (seg or {}).get("wall_s")), ("classifier training", (clf or {}).get("wall_s")),
+             ("ensemble tuning", tuning.get("wall_s")), ("submission", (submit or {}).get("wall_s"))]
+    known = [w for _, w in walls if isinstance(w, (int, float))]
+    rows = [[n, minutes(w)] for n, w in walls] + [["total", minutes(sum(known)) if known else minutes(None)]]
+    return section("time", "Time", [table(["step", "wall time"], rows, total_last=True),
+                                    '<p class="muted">Wall-clock time of each command (the trainers: of the whole '
+                                    "k-fold run).</p>"])
+
+
+def submission_section(submit) -> tuple:
+    if submit is None:
+        return section("submission", "Submission", "<p>No submission written yet (<code>ensemble/submit.json</code> "
+                                                   "is missing).</p>")
+    return section("submission", "Submission",
+                   f"<p><code>{e(submit.get('path'))}</code>: {e(submit.get('n_images'))} images, "
+                   f"{e(submit.get('n_empty'))} empty masks, {e(submit.get('mode'))}, rows in "
+                   f"{e(submit.get('order'))}; prediction set <code>{e(submit.get('pred'))}</code>.</p>")
+
+
+def _json_or_empty(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+# --------------------------------------------------------------------------------------------- the page
 def report(data_dir, out_dir) -> Path:
     """Write OUT/report.html (atomically) and return its path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     from salt.io import atomic_path
     from salt.metric import image_scores
 
@@ -164,54 +377,40 @@ def report(data_dir, out_dir) -> Path:
     submit = json.loads(sub_path.read_text()) if sub_path.is_file() else None
     d = load_oof(data_dir, out)
     seg, clf = d["seg_metrics"], d["clf_metrics"]
-    folds = tuning["folds"]
+    seg_run, clf_run = _json_or_empty(out / "segmenter" / "run.json"), _json_or_empty(out / "classifier" / "run.json")
+    n = len(d["ids"])
 
-    pred = apply_rules(d["prob"], d["p_salt"], d["p_empty"], tuning["params"])
+    pred = apply_rules(d["prob"], d["p_salt"], d["p_empty"], tuning_params(tuning))
     scores = image_scores(d["truth"], pred)
-    coverage = d["truth"].reshape(len(pred), -1).mean(axis=1)
-    worst, best = pick_images(scores, coverage)
+    alone = apply_rules(d["prob"], d["p_salt"], d["p_empty"], alone_params(tuning))
+    scores_alone = image_scores(d["truth"], alone)
+    del alone
 
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>TGS Salt run report</title>"
-             f"<style>{CSS}</style></head><body>",
-             "<h1>TGS Salt run report</h1>",
-             f"<p>data <code>{_e(data_dir)}</code>, run <code>{_e(out)}</code>, {len(d['ids'])} training images, "
-             f"{len(folds)} folds, fingerprint <code>{_e(tuning['fingerprint'])}</code>, "
-             f"generated {time.strftime('%Y-%m-%d %H:%M:%S')}</p>",
-             "<h2>Models</h2>", _model_rows(seg, clf),
-             "<h2>Out-of-fold score by step</h2>",
-             "<p>Each rule is kept only if it raises the out-of-fold competition score over the step before. "
-             "Scores of rejected steps are those of the best setting tried.</p>",
-             steps_table(tuning["steps"], tuning["final"], folds),
-             f"<p>Chosen: <b>{_e(describe(tuning['params']))}</b>. "
-             f"Segmenter-only rules (used when no classifier prediction is given): "
-             f"{_e(describe(tuning['params_segmenter_only']))}, OOF "
-             f"{_fmt(tuning['segmenter_only']['final']['overall'])}.</p>",
-             "<h2>Score curves</h2>", curves_figure(tuning["sweeps"])]
-    parts.append("<h2>Classifier ROC (out-of-fold)</h2>")
-    if d["p_empty"] is not None:
-        fig, auc = roc_figure(~d["truth"].reshape(len(pred), -1).any(axis=1), d["p_empty"])
-        parts += [f"<p>AUC {_fmt(auc)} (positive class: empty mask)</p>", fig]
-    else:
-        parts.append("<p>No classifier in this run.</p>")
-    parts += ["<h2>Worst and best out-of-fold images</h2>",
-              "<p>Truth contour green, prediction red (final rules).</p><h3>worst</h3>",
-              images_figure(d["images"], d["truth"], pred, scores, worst, d["ids"]), "<h3>best</h3>",
-              images_figure(d["images"], d["truth"], pred, scores, best, d["ids"])]
-
-    walls = [("segmenter training", seg.get("wall_s")), ("classifier training", None if clf is None else clf.get("wall_s")),
-             ("ensemble tuning", tuning.get("wall_s")), ("submission", None if submit is None else submit.get("wall_s"))]
-    parts.append('<h2>Wall time</h2><table><tr><th class="l">step</th><th>seconds</th></tr>' + "".join(
-        f'<tr><td class="l">{n}</td><td>{_fmt(w, 1) if w is not None else "not recorded"}</td></tr>' for n, w in walls)
-        + "</table>")
-    if submit is not None:
-        parts.append(f"<h2>Submission</h2><p><code>{_e(submit['path'])}</code>: {submit['n_images']} images, "
-                     f"{submit['n_empty']} empty masks, {_e(submit['mode'])}, rows in {_e(submit['order'])}; "
-                     f"prediction set <code>{_e(submit['pred'])}</code>.</p>")
-    parts.append("</body></html>\n")
-
+    final = tuning_final(tuning)
+    fold_scores = [v for v in final.get("folds") or [] if isinstance(v, (int, float))]
+    steps = tuning_steps(tuning)
+    inits = "; ".join(f"{name} {_init_cell(m)}" for name, m in (("segmenter", seg), ("classifier", clf)) if m)
+    intro = (f"<p class=\"big\">Out-of-fold competition score <b>{num(final.get('overall'))}</b> with the tuned "
+             f"rules (segmenter alone: {num(steps[0].get('overall') if steps else None)})"
+             + (f", folds from {num(min(fold_scores))} to {num(max(fold_scores))}" if fold_scores else "")
+             + f". {n} training images, {len(tuning_folds(tuning))} folds; {inits}.</p>"
+             f"<p class=\"muted\">Data <code>{e(data_dir)}</code>, run <code>{e(out)}</code>, fingerprint "
+             f"<code>{e(tuning.get('fingerprint', '?'))}</code>, generated {time.strftime('%Y-%m-%d %H:%M')}.</p>")
+    models = ["segmenter"] + (["classifier"] if clf is not None or (out / "classifier").is_dir() else [])
+    sections = [
+        models_section(seg, clf, seg_run, clf_run),
+        failures_section(d, pred, scores, scores_alone, tuning),
+        examples_section(d, pred, scores),
+        training_section(out, models),
+        tuning_section(tuning),
+        roc_section(d, n),
+        presets_section(seg_run, clf_run, seg, clf),
+        time_section(seg, clf, tuning, submit),
+        submission_section(submit),
+    ]
     path = out / "report.html"
     with atomic_path(path) as tmp:
-        Path(tmp).write_text("\n".join(parts), encoding="utf-8")
+        Path(tmp).write_text(page("TGS Salt run report", intro, sections), encoding="utf-8")
     return path
 
 

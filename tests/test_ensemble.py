@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -335,23 +334,3 @@ def test_tune_segmenter_only_run(data_dir, tmp_path):
     assert doc["classifier"] is False and doc["fingerprints"]["classifier"] is None
     assert doc["params"] == doc["params_segmenter_only"]
     assert doc["fingerprint"] == fp
-
-
-def test_report_self_contained(run_copy, data_dir):
-    from ensemble.report import report
-    from ensemble.submit import submit
-
-    out, fp = run_copy
-    make_preds(data_dir, out, "r", fp)
-    submit(data_dir, out, "r")
-    path = report(data_dir, out)
-    assert path == out / "report.html"
-    page = path.read_text()
-    srcs = re.findall(r'(?:src|href)\s*=\s*["\']([^"\']*)', page)
-    assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
-    assert len(srcs) >= 4  # curves, ROC, worst, best
-    assert "<table" in page and "fold 2" in page and "overall" in page and "kept" in page
-    assert 'class="l init random">encoder init: random' in page and "encoder init: imagenet" in page
-    assert "AUC" in page and "smoke" in page and "12.5" in page
-
-

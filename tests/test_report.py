@@ -1,0 +1,490 @@
+"""Tests of the HTML report (ensemble.report) on a run folder fabricated here: synthetic data, and every
+file the trainers and the tuner write (oof.npz, oof.csv, metrics.json, run.json, log.csv per stage,
+tuning.json, submit.json) written directly, so no model is trained. No browser is needed."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ensemble import coverage as cov
+from ensemble.training_logs import Stage, read_log, verdict
+from salt.data import load_train
+from salt.folds import load_or_make_folds, run_fingerprint
+from salt.io import save_npz, write_csv, write_json
+
+REPO = Path(__file__).resolve().parents[1]
+SEG_ROUNDS = [{"loss": "bce_dice", "epochs": 6, "lr": 3e-3}, {"loss": "lovasz", "epochs": 3, "lr": 1e-3}]
+CLF_STAGES = [{"name": "head", "epochs": 2, "lr": 1e-3, "frozen": True},
+              {"name": "finetune", "epochs": 4, "lr": 1e-4, "lr_random": 1e-3, "frozen": False}]
+K = 3
+MISSING_LOG = Path("segmenter") / "round2" / "fold2" / "log.csv"  # as if fold 2 stopped after round 1
+
+
+# ------------------------------------------------------------------------------------------ fabrication
+def blur(masks, passes=3):
+    x = masks.astype(np.float32)
+    for _ in range(passes):
+        p = np.pad(x, ((0, 0), (1, 1), (1, 1)), mode="edge")
+        x = sum(p[:, 1 + dy:p.shape[1] - 1 + dy, 1 + dx:p.shape[2] - 1 + dx]
+                for dy in (-1, 0, 1) for dx in (-1, 0, 1)) / 9.0
+    return x
+
+
+def seg_log(rng, epochs, start, epoch_s):
+    e = np.arange(epochs)
+    df = pd.DataFrame({"epoch": e, "edge_loss": 0.4 - 0.01 * e, "loss": 1.2 - 0.05 * e + rng.normal(0, 0.01, epochs),
+                       "mask_loss": 1.0 - 0.05 * e, "salt_loss": 0.69 - 0.01 * e,
+                       "val_score": np.clip(start + 0.04 * np.sqrt(e + 1) + rng.normal(0, 0.01, epochs), 0, 1),
+                       "val_threshold": 0.5})
+    if epoch_s:
+        df["epoch_s"] = rng.uniform(25, 35, epochs)
+    return df
+
+
+def clf_log(rng, epochs, epoch_s):
+    e = np.arange(epochs)
+    df = pd.DataFrame({"epoch": e, "accuracy": 0.6 + 0.05 * e, "auc": 0.6 + 0.06 * e, "loss": 0.7 - 0.05 * e,
+                       "val_accuracy": 0.6 + 0.04 * e, "val_auc": 0.65 + 0.05 * e + rng.normal(0, 0.01, epochs),
+                       "val_loss": 0.7 - 0.04 * e + np.where(e == epochs - 1, 0.06, 0.0)})
+    if epoch_s:
+        df["epoch_s"] = rng.uniform(10, 20, epochs)
+    return df
+
+
+def make_run(data_dir, out, epoch_s=True, seed=0):
+    """Write a complete run folder for the data in `data_dir` and return its fingerprint."""
+    from ensemble.tune import tune
+
+    rng = np.random.default_rng(seed)
+    out = Path(out)
+    tr = load_train(data_dir)
+    n = len(tr.ids)
+    folds = load_or_make_folds(out, tr.ids, tr.masks, k=K)
+    fold = folds.set_index("id").loc[tr.ids, "fold"].to_numpy()
+    fp = run_fingerprint(tr, out / "folds.csv")
+    empty = ~tr.masks.reshape(n, -1).any(axis=1)
+    prob = blur(tr.masks) * 0.8 + 0.1 + rng.normal(0, 0.1, tr.masks.shape)
+    p_salt = np.clip(np.where(empty, 0.3, 0.7) + rng.normal(0, 0.2, n), 0, 1)
+    p_empty = np.where(empty, rng.uniform(0.4, 1.0, n), rng.uniform(0.0, 0.6, n))
+    yy, xx = np.mgrid[:101, :101]
+    fpos = np.flatnonzero(empty)[::3]  # confident false-positive blobs on a third of the empty images
+    for i in fpos:
+        cy, cx = rng.integers(25, 75, 2)
+        prob[i][(yy - cy) ** 2 + (xx - cx) ** 2 < 100 + 80 * (i % 5)] = 0.9
+    p_salt[fpos], p_empty[fpos] = 0.9, 0.1
+    prob[np.flatnonzero(~empty)[::5]] = 0.05  # every fifth image with salt is missed
+    prob = np.clip(prob, 0, 1).astype(np.float16)
+    p_salt = p_salt.astype(np.float16)
+    save_npz(out / "segmenter" / "oof.npz", ids=np.array(tr.ids), fold=fold, prob=prob, p_salt=p_salt)
+    env = {"backend": "tensorflow", "gpu": False, "dtype_policy": "float32",
+           "versions": {"python": "3.11.2", "keras": "3.15.1"}}
+    write_json(out / "segmenter" / "run.json", {
+        "preset": "cpu", "fingerprint": fp, "encoder_init": "random", "folds": K, "environment": env,
+        "config": {"network": {"layers": [2, 2, 2, 2], "width": 0.25, "input_size": 64}, "encoder_weights": "none",
+                   "batch_size": 32, "mixed_precision": False, "rounds": SEG_ROUNDS}})
+    write_json(out / "segmenter" / "metrics.json", {
+        "folds": [{"fold": k, "score": 0.69 + 0.0123456789 * k, "threshold": 0.45 + 0.05 * k, "images": 20}
+                  for k in range(K)],
+        "overall": {"score": 0.7121234567, "threshold": 0.5, "score_empty_images": 0.9612345,
+                    "score_salt_images": 0.5531234},
+        "preset": "cpu", "encoder_init": "random", "fingerprint": fp, "folds_k": K, "wall_s": 5160.0,
+        "environment": env})
+    for k in range(K):
+        for r, rnd in enumerate(SEG_ROUNDS, 1):
+            path = out / "segmenter" / f"round{r}" / f"fold{k}" / "log.csv"
+            if path == out / MISSING_LOG:
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            seg_log(rng, rnd["epochs"], 0.4 + 0.1 * r, epoch_s).to_csv(path, index=False)
+    write_csv(out / "classifier" / "oof.csv", pd.DataFrame({"id": tr.ids, "fold": fold, "p_empty": p_empty}))
+    write_json(out / "classifier" / "run.json", {
+        "preset": "cpu", "fingerprint": fp, "encoder_init": "random", "backbone": "densenet121", "folds": K,
+        "config": {"input_size": 64, "dropout": 0.3, "batch_size": 32, "stages": CLF_STAGES}})
+    write_json(out / "classifier" / "metrics.json", {
+        "folds": [{"fold": k, "auc": 0.85 + 0.01111 * k, "accuracy": 0.8 + 0.00555 * k, "logloss": 0.45 + 0.0321 * k,
+                   "images": 20} for k in range(K)],
+        "overall": {"auc": 0.8523456, "accuracy": 0.7781234, "logloss": 0.4891234, "images": n},
+        "backbone": "densenet121", "preset": "cpu", "encoder_init": "random", "fingerprint": fp, "folds_k": K,
+        "wall_s": 4080.0})
+    for k in range(K):  # random encoder: no head stage
+        path = out / "classifier" / f"fold{k}" / "finetune" / "log.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        clf_log(rng, 4, epoch_s).to_csv(path, index=False)
+    tune(data_dir, out)
+    write_json(out / "ensemble" / "submit.json", {
+        "path": str(out / "submission.csv"), "n_images": 10, "n_empty": 4, "mode": "segmenter + classifier",
+        "order": "sample_submission.csv", "pred": "submit", "wall_s": 105.0})
+    return fp
+
+
+# --------------------------------------------------------------------------------------- reading the page
+class Page(HTMLParser):
+    """Tables (rows of cell texts, with the heading above them), image sources, links and notes."""
+
+    def __init__(self, text):
+        super().__init__()
+        self.tables, self.imgs, self.links, self.notes = [], [], [], []
+        self.heading, self._in_h, self._row, self._cell, self._note = "", None, None, None, None
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag in ("h2", "h3"):
+            self._in_h, self.heading = tag, ""
+        elif tag == "table":
+            self.tables.append({"heading": self.heading, "rows": []})
+        elif tag == "tr":
+            self._row = []
+        elif tag in ("td", "th"):
+            self._cell = ""
+        elif tag == "img":
+            self.imgs.append(a.get("src", ""))
+        elif tag == "a":
+            self.links.append(a.get("href", ""))
+        elif tag == "p" and "note" in (a.get("class") or ""):
+            self._note = ""
+        for k in ("src", "href"):
+            if k in a and tag not in ("img", "a"):
+                self.links.append(a[k])
+
+    def handle_endtag(self, tag):
+        if tag == self._in_h:
+            self._in_h = None
+        elif tag in ("td", "th") and self._cell is not None:
+            self._row.append(" ".join(self._cell.split()))
+            self._cell = None
+        elif tag == "tr" and self._row is not None:
+            self.tables[-1]["rows"].append(self._row)
+            self._row = None
+        elif tag == "p" and self._note is not None:
+            self.notes.append(" ".join(self._note.split()))
+            self._note = None
+
+    def handle_data(self, data):
+        if self._in_h:
+            self.heading += data
+        if self._cell is not None:
+            self._cell += data
+        if self._note is not None:
+            self._note += data
+
+    def table(self, heading_start, first_header=None):
+        """The first table under a heading that starts with `heading_start` (and whose first header cell is)."""
+        for t in self.tables:
+            if t["heading"].startswith(heading_start) and (first_header is None or t["rows"][0][0] == first_header):
+                return t["rows"]
+        raise AssertionError(f"no table under a heading {heading_start!r}")
+
+
+def row(rows, first):
+    found = [r for r in rows if r[0] == first]
+    assert len(found) == 1, f"row {first!r} not found once in {rows}"
+    return found[0]
+
+
+def decode_png(src):
+    """The image of a data URI, as an array; asserts it is a PNG that decodes and is not blank."""
+    from PIL import Image
+
+    assert src.startswith("data:image/png;base64,"), src[:40]
+    img = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1], validate=True)))
+    assert img.format == "PNG"
+    img.load()
+    arr = np.asarray(img.convert("RGB"))
+    assert arr.shape[0] >= 150 and arr.shape[1] >= 150, arr.shape
+    assert len(np.unique(arr.reshape(-1, 3), axis=0)) > 20  # drawn, not a blank or one-colour image
+    return arr
+
+
+# ------------------------------------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="module")
+def data_dir(request, tmp_path_factory):
+    try:
+        return Path(request.getfixturevalue("synthetic_data"))
+    except pytest.FixtureLookupError:
+        from salt.synthetic import make_dataset
+
+        return Path(make_dataset(tmp_path_factory.mktemp("synth") / "data", 60, 10, seed=0))
+
+
+@pytest.fixture(scope="module")
+def run(data_dir, tmp_path_factory):
+    """A fabricated run folder and its report: (out, Page)."""
+    from ensemble.report import report
+
+    out = tmp_path_factory.mktemp("run")
+    make_run(data_dir, out)
+    path = report(data_dir, out)
+    assert path == out / "report.html"
+    return out, Page(path.read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def run_copy(run, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(run[0], out)
+    (out / "report.html").unlink()
+    return out
+
+
+# -------------------------------------------------------------------------------------------------- tests
+def test_every_figure_decodes_and_nothing_is_outside(run):
+    out, page = run
+    # segmenter and classifier training, worst / best / false positives, tuning curves, ROC
+    assert len(page.imgs) == 7
+    for src in page.imgs:
+        decode_png(src)
+    # self-contained: images are data URIs, links point inside the page, and every link has its target
+    text = (out / "report.html").read_text()
+    assert all(h.startswith("#") for h in page.links) and page.links
+    for h in page.links:
+        assert f'id="{h[1:]}"' in text
+    assert not re.search(r"<(script|link|iframe)\b", text) and "url(" not in text
+
+
+def test_metrics_tables_hold_metrics_json(run):
+    out, page = run
+    seg = json.loads((out / "segmenter" / "metrics.json").read_text())
+    rows = page.table("Segmenter: out-of-fold scores per fold")
+    assert rows[0] == ["", "fold 0", "fold 1", "fold 2", "out-of-fold"]
+    assert row(rows, "competition score")[1:] == [f"{f['score']:.4f}" for f in seg["folds"]] + ["0.7121"]
+    assert row(rows, "mask threshold")[1:] == [f"{f['threshold']:.2f}" for f in seg["folds"]] + ["0.50"]
+    assert row(rows, "score, images without salt")[-1] == "0.9612"
+    assert row(rows, "score, images with salt")[-1] == "0.5531"
+    clf = json.loads((out / "classifier" / "metrics.json").read_text())
+    rows = page.table("Classifier: out-of-fold scores per fold")
+    assert row(rows, "ROC AUC of P(empty)")[1:] == [f"{f['auc']:.4f}" for f in clf["folds"]] + ["0.8523"]
+    assert row(rows, "accuracy at 0.5")[1:] == [f"{f['accuracy']:.4f}" for f in clf["folds"]] + ["0.7781"]
+    assert row(rows, "log-loss")[1:] == [f"{f['logloss']:.4f}" for f in clf["folds"]] + ["0.4891"]
+    assert row(rows, "images")[-1] == "60"
+    models = page.table("Models", "model")
+    assert row(models, "segmenter")[1:] == ["encoder init: random", "cpu", "SE-ResNeXt U-Net", "float32", "3",
+                                            "86.0 min"]
+    assert row(models, "classifier")[1:] == ["encoder init: random", "cpu", "densenet121", "not recorded", "3",
+                                             "68.0 min"]
+    text = (out / "report.html").read_text()
+    assert text.count('class="init random">encoder init: random') >= 2
+    assert row(page.table("segmenter: preset"), "round 2")[1] == "epochs 3, loss lovasz, lr 0.001"
+    assert "skipped: the encoder started random" in row(page.table("classifier: preset"), "head")[1]
+    assert "{" not in "".join(c for t in page.tables for r in t["rows"] for c in r)  # no raw JSON dict in a table
+
+
+def test_tuning_table_holds_tuning_json(run):
+    out, page = run
+    t = json.loads((out / "ensemble" / "tuning.json").read_text())
+    rows = page.table("Ensemble tuning")
+    assert rows[0][:K + 2] == ["step"] + [f"fold {k}" for k in t["folds"]] + ["out-of-fold"]
+    for s in t["steps"]:
+        r = row(rows, s["name"])
+        want = ["&ndash;" if v is None else f"{v:.4f}" for v in (s["folds"] or [None] * K)]
+        assert r[1:K + 1] == [w.replace("&ndash;", "–") for w in want]
+        assert r[K + 1] == ("–" if s["overall"] is None else f"{s['overall']:.4f}")
+        assert r[K + 2] == ("yes" if s["kept"] else "skipped" if s["overall"] is None else "no")
+    fin = row(rows, "final (kept rules)")
+    assert fin[1:K + 2] == [f"{v:.4f}" for v in t["final"]["folds"]] + [f"{t['final']['overall']:.4f}"]
+    assert row(rows, "segmenter alone")[-1] == f"mask threshold {t['steps'][0]['params']['threshold']:.2f}"
+
+
+def test_coverage_table_counts_by_hand(run, data_dir):
+    from ensemble.tune import apply_rules
+
+    out, page = run
+    tr = load_train(data_dir)
+    counts = [0] * 6
+    for m in tr.masks:  # by hand: salt pixels over 101 x 101
+        share = int(m.sum()) / (101 * 101)
+        k = 0 if share == 0 else 1 if share < 0.05 else 2 if share < 0.2 else 3 if share < 0.5 else 4 if share < 0.9 else 5
+        counts[k] += 1
+    rows = page.table("Where it fails")
+    names = ["empty", "salt < 5%", "salt 5–20%", "salt 20–50%", "salt 50–90%", "salt > 90%"]
+    assert [r[0] for r in rows[1:]] == names + ["all images"]
+    assert [int(row(rows, nm)[1]) for nm in names] == counts
+    assert row(rows, "all images")[1] == str(len(tr.masks))
+    # wholly wrong: false positives on empty images, misses on images with salt, under the tuned rules
+    z = np.load(out / "segmenter" / "oof.npz")
+    t = json.loads((out / "ensemble" / "tuning.json").read_text())
+    p_empty = pd.read_csv(out / "classifier" / "oof.csv", dtype={"id": str})["p_empty"].to_numpy()
+    assert list(z["ids"]) == list(tr.ids)
+    pred = apply_rules(z["prob"], z["p_salt"], p_empty, t["params"])
+    empty = ~tr.masks.reshape(len(pred), -1).any(1)
+    fp = int((empty & pred.reshape(len(pred), -1).any(1)).sum())
+    missed = int((~empty & ~pred.reshape(len(pred), -1).any(1)).sum())
+    assert 0 < fp and 0 < missed  # the fabricated run has both
+    assert int(row(rows, "empty")[6]) == fp
+    assert sum(int(row(rows, nm)[6]) for nm in names[1:]) == missed
+    lost = [float(row(rows, nm)[8]) for nm in names]
+    assert sum(lost) == pytest.approx(1 - t["final"]["overall"], abs=6 * 5e-5)
+    assert float(row(rows, "all images")[4]) == pytest.approx(t["final"]["overall"], abs=5e-5)
+
+
+def test_training_section_minutes_and_missing_log(run):
+    out, page = run
+    text = (out / "report.html").read_text()
+    assert "against minutes of training (bottom left)" in text and "no <code>epoch_s</code>" not in text
+    rows = page.table("Segmenter", "fold")
+    assert len(rows) == 1 + K * len(SEG_ROUNDS)
+    missing = [r for r in rows if r[:2] == ["2", "round 2"]][0]
+    assert "no log.csv" in missing[-1]
+    r0 = [r for r in rows if r[:2] == ["0", "round 1"]][0]
+    log = pd.read_csv(out / "segmenter" / "round1" / "fold0" / "log.csv")
+    b = int(log["val_score"].idxmax())
+    assert r0[3:7] == ["6", str(b + 1), f"{log['val_score'][b]:.4f}", f"{log['val_score'].iloc[-1]:.4f}"]
+    assert r0[7] == f"{log['epoch_s'].sum() / 60:.1f} min"
+    assert any(str(MISSING_LOG) in n and "no log.csv" in n for n in page.notes)
+    crow = [r for r in page.table("Classifier", "fold") if r[:2] == ["1", "finetune"]][0]
+    clog = pd.read_csv(out / "classifier" / "fold1" / "finetune" / "log.csv")
+    cb = int(clog["val_loss"].idxmin())
+    assert crow[4:8] == [str(cb + 1), f"{clog['val_loss'][cb]:.4f}", f"{clog['val_loss'].iloc[-1]:.4f}",
+                         f"{clog['val_auc'][cb]:.4f}"]
+    assert "over-training" in crow[-1]  # the fabricated val_loss rises at the last epoch
+
+
+def test_old_logs_without_epoch_s_and_broken_logs(run_copy, data_dir):
+    from ensemble.report import report
+
+    out = run_copy
+    for p in out.glob("**/log.csv"):
+        pd.read_csv(p).drop(columns="epoch_s").to_csv(p, index=False)
+    (out / "classifier" / "fold0" / "finetune" / "log.csv").write_text("")
+    (out / "segmenter" / "round1" / "fold1" / "log.csv").write_text("epoch,loss\n0,1.0\n1,0.9\n")
+    page = Page(report(data_dir, out).read_text())
+    assert any("no epoch_s column" in n and "against epochs only" in n for n in page.notes)
+    assert "against minutes of training (bottom left)" not in (out / "report.html").read_text()
+    assert any("fold 0 finetune" in n and "log.csv is empty" in n for n in page.notes)
+    assert any("fold 1 round 1" in n and "no val_score column" in n for n in page.notes)
+    assert len(page.imgs) == 7
+    for src in page.imgs:
+        decode_png(src)
+
+
+def test_no_logs_and_no_run_json_still_reports(run_copy, data_dir):
+    from ensemble.report import report
+
+    out = run_copy
+    for p in out.glob("**/log.csv"):
+        p.unlink()
+    (out / "segmenter" / "run.json").unlink()
+    page = Page(report(data_dir, out).read_text())
+    assert any("No log.csv could be read" in n for n in page.notes)
+    assert any("no run.json" in n for n in page.notes)
+    assert len(page.imgs) == 5  # no training figures
+
+
+def test_cli_writes_the_report_and_fails_in_one_line(run_copy, data_dir):
+    r = subprocess.run([sys.executable, "-m", "ensemble.report", "--data", str(data_dir), "--out", str(run_copy)],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"wrote {run_copy / 'report.html'}"
+    (run_copy / "ensemble" / "tuning.json").unlink()
+    r = subprocess.run([sys.executable, "-m", "ensemble.report", "--data", str(data_dir), "--out", str(run_copy)],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "tuning.json: not found" in lines[0]
+
+
+# ---------------------------------------------------------------------------------------- the parts alone
+def square_mask(n_pixels):
+    m = np.zeros(101 * 101, bool)
+    m[:n_pixels] = True
+    return m.reshape(101, 101)
+
+
+def test_coverage_classes_and_rows_by_hand():
+    # pixels: 0 -> empty; 505 = 4.95% and 510 = 4.9995% -> < 5%; 511 = 5.009% -> 5-20%;
+    # 2041 = 20.01% -> 20-50%; 9180 = 89.99% -> 50-90%; 9181 = 90.0% -> > 90%
+    pixels = [0, 0, 0, 505, 510, 511, 2041, 9180, 9181, 10201]
+    truth = np.stack([square_mask(p) for p in pixels])
+    assert cov.coverage_class(truth).tolist() == [0, 0, 0, 1, 1, 2, 3, 4, 5, 5]
+    pred = truth.copy()
+    pred[0, 50, 50] = True    # a false positive on an empty image
+    pred[3] = False           # a miss of a small salt body
+    pred[9] = square_mask(5000)  # half of the full image found
+    scores = np.array([0, 1, 1, 0, 1, 1, 1, 1, 1, 0.1])
+    rows = cov.class_rows(truth, pred, scores)
+    assert [r["name"] for r in rows] == cov.CLASS_NAMES + ["all images"]
+    assert [r["n"] for r in rows] == [3, 2, 1, 1, 1, 2, 10]
+    assert [r["wrong"] for r in rows[:-1]] == [1, 1, 0, 0, 0, 0]
+    assert rows[0]["wrong_share"] == pytest.approx(1 / 3)
+    assert rows[1]["score"] == pytest.approx(0.5) and rows[5]["score"] == pytest.approx(0.55)
+    assert [r["lost"] for r in rows[:-1]] == pytest.approx([0.1, 0.1, 0, 0, 0, 0.09])
+    assert rows[-1]["lost"] == pytest.approx(1 - scores.mean())
+    assert rows[5]["iou"] == pytest.approx((1 + 5000 / 10201) / 2)
+    assert cov.worst_false_positives(truth, pred).tolist() == [0]
+    worst = cov.worst_by_class(truth, pred, scores, n=2)
+    assert worst[1].tolist() == [3, 4] and worst[5].tolist() == [9, 8]
+
+
+def test_read_log_is_robust(tmp_path):
+    assert read_log(tmp_path / "nope.csv") == (None, ["no log.csv"])
+    p = tmp_path / "log.csv"
+    p.write_text("")
+    assert read_log(p)[0] is None and "empty" in read_log(p)[1][0]
+    p.write_bytes(b"\x00\xff\xfe garbage\n\x00")
+    df, notes = read_log(p)  # whatever pandas makes of it, no exception escapes
+    # a resumed run repeats an epoch: the last row of it wins, rows come sorted
+    p.write_text("epoch,loss,val_score\n0,1.0,0.1\n1,0.9,0.2\n1,0.8,0.3\n2,0.7,0.25\n")
+    df, notes = read_log(p)
+    assert df["epoch"].tolist() == [0, 1, 2] and df["val_score"].tolist() == [0.1, 0.3, 0.25] and not notes
+    p.write_text("loss,val_score\n1.0,0.1\n0.9,0.2\n")
+    df, notes = read_log(p)
+    assert df["epoch"].tolist() == [0, 1] and "no epoch column" in notes[0]
+
+
+def _stage(values, model="segmenter"):
+    col = "val_score" if model == "segmenter" else "val_loss"
+    return Stage(model, 0, "round 1", "", Path("x"), None,
+                 pd.DataFrame({"epoch": range(len(values)), col: values}))
+
+
+def test_verdict_reads_the_curve():
+    assert "more epochs may pay" in verdict(_stage([0.3, 0.4, 0.5]))
+    assert "over-training" in verdict(_stage([0.3, 0.6, 0.5]))
+    assert "flat after it" in verdict(_stage([0.3, 0.6, 0.598]))
+    assert "more epochs may pay" in verdict(_stage([0.7, 0.6, 0.5], "classifier"))  # a loss: lower is better
+    assert "over-training" in verdict(_stage([0.7, 0.5, 0.6], "classifier"))
+    assert "too few" in verdict(_stage([0.5]))
+
+
+def test_imagenet_encoder_and_its_head_stage(run_copy, data_dir):
+    from ensemble.report import report
+
+    out = run_copy
+    for name in ("metrics.json", "run.json"):
+        p = out / "classifier" / name
+        write_json(p, {**json.loads(p.read_text()), "encoder_init": "imagenet"})
+    text = report(data_dir, out).read_text()
+    page = Page(text)
+    assert 'class="init ">encoder init: imagenet' in text and text.count('class="init random"') >= 1
+    rows = page.table("Classifier", "fold")
+    # a pretrained encoder trains the frozen head first: its logs are expected, and missing here
+    assert [r[1] for r in rows[1:]] == ["head", "finetune"] * K
+    assert all("no log.csv" in r[-1] for r in rows[1:] if r[1] == "head")
+    assert "skipped" not in row(page.table("classifier: preset"), "head")[1]
+
+
+def test_segmenter_only_run(run_copy, data_dir):
+    from ensemble.report import report
+    from ensemble.tune import tune
+
+    out = run_copy
+    shutil.rmtree(out / "classifier")
+    tune(data_dir, out)
+    text = report(data_dir, out).read_text()
+    page = Page(text)
+    assert row(page.table("Models", "model"), "classifier")[1] == "not trained (segmenter-only run)"
+    assert "No classifier in this run." in text
+    assert len(page.imgs) == 5  # segmenter training, worst / best / false positives, tuning curves
+    for src in page.imgs:
+        decode_png(src)
