@@ -258,18 +258,23 @@ def training_section(out: Path, models) -> tuple:
             body.append(note(f"no training stages found under <code>{e(out / model)}</code>"))
             continue
         logged = [st for st in stages if st.log is not None]
-        show_minutes = any(all(s.seconds() is not None for s in sts) and all(s.log is not None for s in sts)
-                           for sts in training_logs.by_fold(stages).values())
+        untimed = [st for st in logged if st.seconds() is None]
+        show_minutes = len(untimed) < len(logged)
         if logged:
             what = ("against epochs (top) and against minutes of training (bottom left)" if show_minutes else
                     "against epochs (top)")
             body.append(figure(figures.training_figure(stages, model, show_minutes), f"{model} training curves",
                                f"{e(model.capitalize())}: loss and {e(spec.score_label)} {what}, every fold in its "
                                "colour; bottom right, the folds side by side.", dpi=100))
-        if not show_minutes:
+        if not logged:
+            body.append(note("No log.csv could be read for this model."))
+        elif not show_minutes:
             body.append(note("These logs have no <code>epoch_s</code> column (a run from before it was logged), so "
-                             "the score is shown against epochs only, not against minutes of training."
-                             if logged else "No log.csv could be read for this model."))
+                             "the score is shown against epochs only, not against minutes of training."))
+        elif untimed:
+            body.append(note("Not on the time axis, as their log.csv has no complete <code>epoch_s</code> column "
+                             "(nor the later stages of their fold): "
+                             + ", ".join(f"fold {st.fold} {e(st.name)}" for st in untimed) + "."))
         body.append(stage_table(stages, spec))
         problems = [f"fold {st.fold} {e(st.name)} (<code>{e(st.path)}</code>): {e('; '.join(st.notes))}"
                     for st in stages if st.notes]

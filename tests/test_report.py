@@ -368,6 +368,21 @@ def test_old_logs_without_epoch_s_and_broken_logs(run_copy, data_dir):
         decode_png(src)
 
 
+def test_one_stage_without_epoch_s_is_named(run_copy, data_dir):
+    from ensemble.report import report
+
+    out = run_copy
+    p = out / "segmenter" / "round2" / "fold1" / "log.csv"
+    pd.read_csv(p).drop(columns="epoch_s").to_csv(p, index=False)
+    text = report(data_dir, out).read_text()
+    page = Page(text)
+    assert "against minutes of training (bottom left)" in text
+    assert [n for n in page.notes if "Not on the time axis" in n] == [
+        "Not on the time axis, as their log.csv has no complete epoch_s column (nor the later stages of their "
+        "fold): fold 1 round 2."]
+    assert not any("against epochs only" in n for n in page.notes)
+
+
 def test_no_logs_and_no_run_json_still_reports(run_copy, data_dir):
     from ensemble.report import report
 
