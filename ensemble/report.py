@@ -159,7 +159,7 @@ def presets_section(seg_run, clf_run, seg, clf) -> tuple:
             continue
         preset = (m or {}).get("preset") or run.get("preset") or "?"
         random = str((m or run).get("encoder_init")) == "random"
-        inner = (table(["setting", "value"], preset_rows(run, random), left=2) if run.get("config")
+        inner = (table(["setting", "value"], preset_rows(run, random), left=1, left_last=True) if run.get("config")
                  else note(f"no run.json with the preset's settings in {e(name)}/"))
         blocks.append(f"<div><h3>{e(name)}: preset <code>{e(preset)}</code></h3>{inner}"
                       f"<p>{_init_cell(m or run)}</p></div>")
