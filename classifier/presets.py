@@ -2,31 +2,32 @@
 
 ``stages`` run in order within every fold: ``head`` trains the new head with the encoder frozen (skipped
 when the encoder starts random, since there is nothing to protect), ``finetune`` the whole network at a
-lower learning rate (``lr_random`` instead of ``lr`` when the encoder starts random).
+lower learning rate (``lr_random`` instead of ``lr`` when the encoder starts random); each stage's rate
+follows a cosine from its ``lr``. ``precision`` is the numerics per device (``--precision auto``).
 """
 from __future__ import annotations
 
-AUGMENT = {"hflip": True, "shift": 0.08, "scale": 0.08, "brightness": 0.08, "contrast": 0.08}
+from salt.augment import AUGMENT
 
 PRESETS: dict[str, dict] = {
     # A couple of quick epochs: tests and `make demo`.
     "smoke": {
         "input_size": 64, "dropout": 0.2, "encoder_weights": "imagenet",
-        "batch_size": 16, "augment": AUGMENT, "mixed_precision": False,
+        "batch_size": 16, "augment": AUGMENT, "precision": {"gpu": "float32", "cpu": "float32"},
         "stages": [{"name": "head", "epochs": 1, "lr": 1e-3, "frozen": True},
                    {"name": "finetune", "epochs": 1, "lr": 1e-4, "lr_random": 1e-3, "frozen": False}],
     },
     # The best AUC within about 30 minutes on 2 CPU cores.
     "cpu": {
         "input_size": 64, "dropout": 0.3, "encoder_weights": "imagenet",
-        "batch_size": 32, "augment": AUGMENT, "mixed_precision": False,
+        "batch_size": 32, "augment": AUGMENT, "precision": {"gpu": "bfloat16", "cpu": "float32"},
         "stages": [{"name": "head", "epochs": 2, "lr": 1e-3, "frozen": True},
                    {"name": "finetune", "epochs": 6, "lr": 1e-4, "lr_random": 1e-3, "frozen": False}],
     },
     # DenseNet121 / InceptionResNetV2 at 128, bfloat16 on a GPU.
     "full": {
         "input_size": 128, "dropout": 0.3, "encoder_weights": "imagenet",
-        "batch_size": 64, "augment": AUGMENT, "mixed_precision": True,
+        "batch_size": 64, "augment": AUGMENT, "precision": {"gpu": "bfloat16", "cpu": "float32"},
         "stages": [{"name": "head", "epochs": 3, "lr": 1e-3, "frozen": True},
                    {"name": "finetune", "epochs": 25, "lr": 1e-4, "lr_random": 5e-4, "frozen": False}],
     },

@@ -3,7 +3,7 @@
 Transfer learning of an ImageNet backbone (DenseNet121 or InceptionResNetV2) to P(empty), on the same
 folds as the segmenter (OUT/folds.csv): per fold the head alone with the encoder frozen, then the whole
 network at a lower learning rate, each stage keeping its best checkpoint by validation log-loss.
-Finished stages are skipped and a killed run resumes from its last completed epoch.
+Finished stages are skipped and a killed run resumes where it was (``training.stage``).
 
 Writes OUT/classifier/fold{k}/{head,finetune}/{best.keras, log.csv, done.json}, the out-of-fold
 P(empty) OUT/classifier/oof.csv (id, fold, p_empty) and OUT/classifier/metrics.json.
@@ -19,12 +19,13 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
 from classifier.model import BACKBONE_LAYER, BACKBONES, build_classifier, resolve_encoder_weights
-from classifier.predict import predict_p_empty
 from classifier.presets import PRESETS
-from salt import kfold
-from salt.batches import AugmentedBatches, to_input
 from salt.cli import UserError, run_cli
 from salt.io import write_csv
+from training import devices, kfold, runs, schedule, stage
+from training.batches import AugmentedBatches
+from training.predict import predict_outputs
+from training.validation import Validation
 
 
 def is_empty(masks: np.ndarray) -> np.ndarray:
@@ -43,55 +44,69 @@ def scores(truth_empty: np.ndarray, p_empty: np.ndarray) -> dict:
             "logloss": float(log_loss(truth_empty, p, labels=[False, True])), "images": int(len(p))}
 
 
-def train_fold(run: kfold.Run, fold: int, backbone: str, weights: str | None) -> None:
+def validation_scores(truth_empty: np.ndarray):
+    def score(probs: dict) -> dict:
+        s = scores(truth_empty, probs["empty"])
+        return {"val_loss": s["logloss"], "val_auc": s["auc"], "val_accuracy": s["accuracy"]}
+    return score
+
+
+MONITOR = "val_loss"
+
+
+def compile_model(model: keras.Model, lr: float) -> None:
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss=keras.losses.BinaryCrossentropy(from_logits=True),
+                  jit_compile=devices.jit_compile())
+
+
+def fit_parts(preset: dict, epochs: int, lr: float, images, masks, val_images, val_masks, seed: int):
+    """The training batches and the callbacks of one stage: the learning-rate schedule and the validation
+    log-loss and AUC (also what ``make bench`` times)."""
+    data = AugmentedBatches(images, masks, empty_targets, preset["batch_size"], preset["augment"], seed=seed)
+    callbacks = [schedule.scheduler(epochs, lr),
+                 Validation(val_images, validation_scores(is_empty(val_masks)), 2 * preset["batch_size"],
+                            echo="val_loss {val_loss:.4f}, val_auc {val_auc:.4f}")]
+    return data, callbacks
+
+
+def train_fold(run: runs.Run, fold: int, backbone: str, weights: str | None) -> None:
     """Trains one fold's stages (skipping finished ones) and saves its out-of-fold P(empty)."""
     tr, va = kfold.fold_split(run.folds, fold)
-    oof_path = run.dir / f"fold{fold}" / "oof.csv"
-    if oof_path.exists():
-        print(f"fold {fold}: done, skipped")
-        return
     images, masks, preset = run.train.images, run.train.masks, run.preset
     encoder_random = weights is None
     prev = None
-    for s, stage in enumerate(preset["stages"]):
-        stage_dir = run.dir / f"fold{fold}" / stage["name"]
-        if stage["frozen"] and encoder_random:
-            print(f"fold {fold} {stage['name']}: skipped, the encoder is random")
+    for s, st in enumerate(preset["stages"]):
+        stage_dir = run.dir / f"fold{fold}" / st["name"]
+        if st["frozen"] and encoder_random:
+            print(f"fold {fold} {st['name']}: skipped, the encoder is random")
             continue
-        if kfold.is_done(stage_dir):
-            print(f"fold {fold} {stage['name']}: done, skipped")
+        if stage.is_done(stage_dir):
+            print(f"fold {fold} {st['name']}: done, skipped")
             prev = stage_dir
             continue
-        lr = stage["lr_random"] if encoder_random and "lr_random" in stage else stage["lr"]
-        print(f"fold {fold} {stage['name']}: {stage['epochs']} epochs, lr {lr}, "
-              f"{'encoder frozen' if stage['frozen'] else 'whole network'}")
-        kfold.new_session(100 * s + fold, preset["mixed_precision"])
+        lr = st["lr_random"] if encoder_random and "lr_random" in st else st["lr"]
+        print(f"fold {fold} {st['name']}: {st['epochs']} epochs, lr {lr}, "
+              f"{'encoder frozen' if st['frozen'] else 'whole network'}", flush=True)
+        devices.new_session(100 * s + fold, run.precision, preset["batch_size"])
         model, _ = build_classifier(backbone, preset["input_size"], weights or "none", preset["dropout"])
         if prev is not None:
-            kfold.copy_weights(prev / "best.keras", model)
-        model.get_layer(BACKBONE_LAYER).trainable = not stage["frozen"]
-        data = AugmentedBatches(images[tr], masks[tr], empty_targets, preset["batch_size"], preset["augment"],
-                                seed=100 * s + fold)
-        model.compile(optimizer=keras.optimizers.Adam(lr), loss=keras.losses.BinaryCrossentropy(from_logits=True),
-                      metrics=[keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0),
-                               keras.metrics.AUC(name="auc", from_logits=True)],
-                      jit_compile=kfold.jit_compile())
-        state = kfold.fit_stage(model, stage_dir, data, stage["epochs"], "val_loss", "min", verbose=run.verbose,
-                                validation_data=(to_input(images[va]), empty_targets(masks[va])),
-                                validation_batch_size=2 * preset["batch_size"])
-        kfold.mark_done(stage_dir, {"best_val_loss": state["best"], "best_epoch": state["best_epoch"] + 1})
+            stage.copy_weights(prev / "best.keras", model)
+        model.get_layer(BACKBONE_LAYER).trainable = not st["frozen"]
+        compile_model(model, lr)
+        data, callbacks = fit_parts(preset, st["epochs"], lr, images[tr], masks[tr], images[va], masks[va],
+                                    seed=100 * s + fold)
+        state = stage.fit_stage(model, stage_dir, data, st["epochs"], MONITOR, "min", callbacks,
+                                verbose=run.verbose, save_every_s=run.save_every_s)
+        stage.mark_done(stage_dir, {"best_val_loss": state["best"], "best_epoch": state["best_epoch"] + 1})
         prev = stage_dir
     model = keras.saving.load_model(prev / "best.keras", compile=False)
-    p_empty = predict_p_empty(model, images[va], tta=True, batch_size=2 * preset["batch_size"])
-    write_csv(oof_path, pd.DataFrame({"index": va, "p_empty": p_empty}))
+    p_empty = predict_outputs(model, images[va], tta=True, batch_size=2 * preset["batch_size"])["empty"]
+    kfold.save_fold(run.dir, fold, va, p_empty=p_empty)
 
 
-def collect_oof(run: kfold.Run) -> dict:
+def collect_oof(run: runs.Run) -> dict:
     """Joins the folds' out-of-fold P(empty) into oof.csv and scores them."""
-    p_empty = np.zeros(len(run.train.ids))
-    for fold in range(run.k):
-        df = pd.read_csv(run.dir / f"fold{fold}" / "oof.csv")
-        p_empty[df["index"].to_numpy()] = df["p_empty"].to_numpy()
+    p_empty = kfold.join_folds(run.dir, run.k, len(run.train.ids))["p_empty"]
     fold_of = run.folds["fold"].to_numpy()
     write_csv(run.dir / "oof.csv", pd.DataFrame({"id": run.train.ids, "fold": fold_of, "p_empty": p_empty}))
     truth = is_empty(run.train.masks)
@@ -101,21 +116,17 @@ def collect_oof(run: kfold.Run) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m classifier.train", description=__doc__.splitlines()[0])
-    kfold.add_run_args(p, PRESETS)
+    runs.add_run_args(p, PRESETS)
     p.add_argument("--backbone", default="densenet121", help=", ".join(BACKBONES))
     args = p.parse_args(argv)
     if args.backbone not in BACKBONES:
         raise UserError(f"--backbone {args.backbone}: unknown; choose one of {', '.join(BACKBONES)}")
-    run = kfold.start_run(args, PRESETS, "classifier", "stages")
+    run = runs.start_run(args, PRESETS, "classifier", "stages")
     weights, init = resolve_encoder_weights(args.backbone, run.preset["encoder_weights"])
-    kfold.open_run(run.dir, run.name, run.preset, run.fingerprint,
-                   {"encoder_init": init, "backbone": args.backbone, "folds": run.k})
-    print(f"classifier: {args.backbone}, preset {run.name} ({keras.backend.backend()} backend, encoder init: "
-          f"{init}, {len(run.train.ids)} images, {run.k} folds)\n{json.dumps(run.preset)}")
-    for fold in run.fold_list:
-        train_fold(run, fold, args.backbone, weights)
-    if not all((run.dir / f"fold{f}" / "oof.csv").exists() for f in range(run.k)):
-        print("classifier: not every fold is trained yet; metrics.json follows when they are")
+    run.open(encoder_init=init, backbone=args.backbone, folds=run.k)
+    print(f"classifier: {args.backbone}, preset {run.name} (encoder init: {init}, {len(run.train.ids)} images, "
+          f"{run.k} folds)\n{json.dumps(run.preset)}", flush=True)
+    if not kfold.train_folds(run, lambda fold: train_fold(run, fold, args.backbone, weights)):
         return 0
     metrics = run.write_metrics({**collect_oof(run), "backbone": args.backbone}, init)
     o = metrics["overall"]

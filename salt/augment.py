@@ -10,6 +10,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+# The augmentation both models train with (their presets name it): mild, since seismic texture
+# and depth carry meaning.
+AUGMENT = {"hflip": True, "shift": 0.08, "scale": 0.08, "brightness": 0.08, "contrast": 0.08}
+
 
 def augment_pair(image, mask, rng, hflip=True, shift=0.1, scale=0.1, brightness=0.1, contrast=0.1):
     """Augment one (H,W) image (uint8 or float32) and its (H,W) mask; returns (image, mask) in the input dtypes.

@@ -4,7 +4,7 @@
 
 The output is an HDF5 file with one group per Keras layer (PyTorch module path, "." -> "_") holding the
 Keras variables by name (kernel, bias, gamma, beta, moving_mean, moving_variance); load it with
-`segmenter.seresnext.se_resnext50_32x4d(..., weights=FILE)` or `segmenter.seresnext.load_weights(model, FILE)`.
+`segmenter.encoders.seresnext.se_resnext50_32x4d(..., weights=FILE)` or `segmenter.encoders.seresnext.load_weights(model, FILE)`.
 Conv kernels OIHW -> HWIO (grouped convs: torch (O, I/g, H, W) -> keras (H, W, I/g, O), same group order),
 Linear (out, in) -> (in, out).
 """
@@ -17,7 +17,7 @@ import numpy as np
 
 from salt.cli import UserError, run_cli
 from salt.io import atomic_path
-from segmenter.seresnext import ARCH, WEIGHTS_FORMAT, stage_channels
+from segmenter.encoders.seresnext import ARCH, WEIGHTS_FORMAT, stage_channels
 
 BN_KEYS = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}
 

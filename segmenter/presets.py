@@ -1,43 +1,49 @@
 """The segmenter's presets: one table of data. `auto` picks `full` on a GPU and `cpu` otherwise.
 
-A preset is a plain dict so that it prints, saves to run.json and compares as it is. ``rounds`` lists
-the training rounds of every fold: round 1 starts from the encoder's initial weights, each later round
-from the fold's best checkpoint of the round before, with a fresh cosine learning-rate cycle.
+A preset is a plain dict so that it prints, saves to run.json and compares as it is. ``network`` names
+the encoder (segmenter.encoders) and its arguments, and the shared decoder's widths and heads.
+``rounds`` lists the training rounds of every fold: round 1 starts from the encoder's initial weights,
+each later round from the fold's best checkpoint of the round before, with a fresh cosine learning-rate
+cycle (``warmup`` epochs of linear warm-up first). ``precision`` is the numerics per device
+(``--precision auto``).
 """
 from __future__ import annotations
 
-AUGMENT = {"hflip": True, "shift": 0.08, "scale": 0.08, "brightness": 0.08, "contrast": 0.08}
+from salt.augment import AUGMENT
 
 PRESETS: dict[str, dict] = {
     # A tiny network for 1-2 epochs: tests and `make demo`.
     "smoke": {
-        "network": {"layers": [1, 1, 1, 1], "width": 0.125, "groups": 4, "input_size": 64, "fit": "resize",
+        "network": {"encoder": "seresnext50", "encoder_args": {"layers": [1, 1, 1, 1], "width": 0.125, "groups": 4},
+                    "input_size": 64, "fit": "resize", "decoder_filters": [32, 16, 8, 8, 8], "salt_units": 8,
                     "dropout": 0.1, "edge": True},
         "encoder_weights": "none",
         "salt_weight": 0.1, "edge_weight": 0.2,
-        "batch_size": 16, "augment": AUGMENT, "mixed_precision": False, "tta": True,
+        "batch_size": 16, "augment": AUGMENT, "precision": {"gpu": "float32", "cpu": "float32"}, "tta": True,
         "rounds": [{"loss": "bce_dice", "epochs": 2, "lr": 3e-3},
                    {"loss": "lovasz", "epochs": 1, "lr": 1e-3}],
     },
     # The best score within about an hour on 2 CPU cores: a narrow, shallow SE-ResNeXt (8 groups, since
     # 32 tiny groups run 4x slower on a CPU) at 64x64; random encoder, as no ImageNet weights fit it.
     "cpu": {
-        "network": {"layers": [2, 2, 2, 2], "width": 0.25, "groups": 8, "input_size": 64, "fit": "resize",
+        "network": {"encoder": "seresnext50", "encoder_args": {"layers": [2, 2, 2, 2], "width": 0.25, "groups": 8},
+                    "input_size": 64, "fit": "resize", "decoder_filters": [64, 32, 16, 8, 8], "salt_units": 16,
                     "dropout": 0.2, "edge": True},
         "encoder_weights": "none",
         "salt_weight": 0.1, "edge_weight": 0.2,
-        "batch_size": 32, "augment": AUGMENT, "mixed_precision": False, "tta": True,
+        "batch_size": 32, "augment": AUGMENT, "precision": {"gpu": "bfloat16", "cpu": "float32"}, "tta": True,
         "rounds": [{"loss": "bce_dice", "epochs": 10, "lr": 3e-3},
                    {"loss": "lovasz", "epochs": 5, "lr": 1e-3}],
     },
     # SE-ResNeXt50 32x4d at 128 (reflect-padded), BCE+Dice then Lovasz cosine cycles, bfloat16 on a GPU.
     "full": {
-        "network": {"layers": [3, 4, 6, 3], "width": 1.0, "input_size": 128, "fit": "pad",
+        "network": {"encoder": "seresnext50", "encoder_args": {"layers": [3, 4, 6, 3], "width": 1.0, "groups": 32},
+                    "input_size": 128, "fit": "pad", "decoder_filters": [256, 128, 64, 32, 16], "salt_units": 64,
                     "dropout": 0.3, "edge": True},
         "encoder_weights": "imagenet",
         "salt_weight": 0.1, "edge_weight": 0.2,
-        "batch_size": 64, "augment": AUGMENT, "mixed_precision": True, "tta": True,
-        "rounds": [{"loss": "bce_dice", "epochs": 40, "lr": 3e-4},
+        "batch_size": 64, "augment": AUGMENT, "precision": {"gpu": "bfloat16", "cpu": "float32"}, "tta": True,
+        "rounds": [{"loss": "bce_dice", "epochs": 40, "lr": 3e-4, "warmup": 2},
                    {"loss": "lovasz", "epochs": 30, "lr": 2e-4},
                    {"loss": "lovasz", "epochs": 30, "lr": 1e-4},
                    {"loss": "lovasz", "epochs": 30, "lr": 1e-4}],

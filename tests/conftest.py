@@ -81,3 +81,16 @@ def call_cli(capsys):
         return e.value.code, out.out, out.err
 
     return call
+
+
+# The longest files first, so that pytest-xdist (`make test`: --dist loadfile --no-loadscope-reorder)
+# starts them on different workers instead of leaving two of them for the end.
+LONGEST_FIRST = ["test_full_preset_jax.py", "test_full_preset_tensorflow.py", "test_train.py", "test_backends.py"]
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a file and among the rest is kept

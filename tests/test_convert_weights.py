@@ -14,9 +14,9 @@ import pytest
 torch = pytest.importorskip("torch", reason="torch is not installed (needed for the reference network)")
 
 from salt.cli import UserError, run_cli  # noqa: E402
-from segmenter import seresnext  # noqa: E402
+from training import weights  # noqa: E402
 from segmenter.convert_weights import convert, main  # noqa: E402
-from segmenter.seresnext import load_weights, resolve_imagenet_weights, se_resnext50_32x4d  # noqa: E402
+from segmenter.encoders.seresnext import find_imagenet, load_weights, se_resnext50_32x4d  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -171,9 +171,13 @@ def test_load_weights_errors(converted, tmp_path):
         load_weights(tiny, tmp_path / "none.weights.h5")
 
 
-def test_resolve_imagenet_weights(reference, tmp_path, monkeypatch, capsys):
+def test_find_imagenet_weights(reference, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "kh"))
-    monkeypatch.setattr(seresnext, "_warned", False)
+    monkeypatch.setattr(weights, "_warned", set())
+
+    def resolve_imagenet_weights():
+        return weights.resolve("imagenet", find_imagenet)
+
     # nothing there: random + one prominent warning
     assert resolve_imagenet_weights() == (None, "random")
     err = capsys.readouterr().err
@@ -200,7 +204,7 @@ def test_resolve_imagenet_weights(reference, tmp_path, monkeypatch, capsys):
 
 def test_unet_loads_encoder_weights(reference, converted):
     from segmenter.unet import build_unet
-    model = build_unet(input_size=128, fit="pad", encoder_weights=converted)
+    model = build_unet(input_size=128, fit="pad", encoder_weights=str(converted))
     sd = reference[0].state_dict()
     k = model.get_layer("layer3_1_conv2").kernel.numpy()  # grouped conv (H, W, I/groups, O)
     np.testing.assert_array_equal(k, sd["layer3.1.conv2.weight"].numpy().transpose(2, 3, 1, 0))

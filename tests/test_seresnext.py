@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import keras
 
-from segmenter.seresnext import build_encoder, preprocess_input, se_resnext50_32x4d, stage_channels
+from segmenter.encoders.seresnext import build_encoder, preprocess_input, se_resnext50_32x4d, stage_channels
 
 
 def _torch_sizes(h):

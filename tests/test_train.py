@@ -17,13 +17,16 @@ from conftest import REPO_ROOT
 from salt.data import load_train
 from salt.metric import competition_score
 
+# The PyTorch backend runs eagerly: no graph to trace per model, so these end-to-end runs take seconds
+# instead of minutes. The TensorFlow and JAX paths are trained in tests/test_full_preset.py.
+BACKEND = "torch"
 ENV = dict(os.environ, PYTHONPATH=str(REPO_ROOT), TF_CPP_MIN_LOG_LEVEL="3", SALT_OFFLINE="1",
-           KERAS_BACKEND="tensorflow")
+           KERAS_BACKEND=BACKEND)
 
 
 def make(target, data, out, *extra, timeout=600):
     args = ["make", "--no-print-directory", "-C", str(REPO_ROOT), target, f"DATA={data}", f"OUT={out}",
-            "PRESET=smoke", "FOLDS=2", *extra]
+            "PRESET=smoke", "FOLDS=2", f"BACKEND={BACKEND}", *extra]
     return subprocess.run(args, env=ENV, capture_output=True, text=True, timeout=timeout)
 
 
@@ -113,7 +116,7 @@ def test_kill_and_resume(synthetic_data, tmp_path):
     """SIGKILL in the middle of fold 0's first round; the same command continues from the last epoch."""
     out = tmp_path / "out"
     args = ["--data", synthetic_data, "--out", out, "--preset", "smoke", "--folds", "2", "--only-fold", "0",
-            "--epochs-scale", "2", "--verbose", "2"]
+            "--epochs-scale", "2", "--verbose", "2", "--checkpoint-every", "0"]
     state = out / "segmenter" / "round1" / "fold0" / "state.json"
     proc = subprocess.Popen([sys.executable, "-m", "segmenter.train", *map(str, args)], cwd=REPO_ROOT, env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -141,12 +144,21 @@ def test_kill_and_resume(synthetic_data, tmp_path):
     (["--preset", "huge"], ["unknown preset", "huge"]),
     (["--folds", "1"], ["--folds 1"]),
     (["--only-fold", "7"], ["--only-fold 7", "out of range"]),
+    (["--precision", "half"], ["--precision half"]),
+    (["--batch-size", "0"], ["--batch-size 0"]),
 ])
-def test_bad_options(synthetic_data, tmp_path, args, words):
+def test_bad_options(synthetic_data, tmp_path, call_cli, args, words):
+    """Checked before any work: one line on stderr, exit 2, nothing written (run in this process: the
+    options are read before any model is built)."""
+    import classifier.train
+    import segmenter.train
+
     base = ["--data", synthetic_data, "--out", tmp_path / "out", "--preset", "smoke", "--folds", "2"]
-    for module in ("segmenter.train", "classifier.train"):
-        proc = python(module, *base, *args)
-        assert_one_line_error(proc, *words)
+    for main in (segmenter.train.main, classifier.train.main):
+        code, out, err = call_cli(main, [*base, *args])
+        lines = [line for line in err.splitlines() if line.startswith("error:")]
+        assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+        assert all(w in lines[0] for w in words), lines[0]
     assert not (tmp_path / "out" / "segmenter").exists() and not (tmp_path / "out" / "classifier").exists()
 
 

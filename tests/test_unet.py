@@ -5,9 +5,10 @@ import keras
 from keras import ops
 
 from segmenter.losses import bce_dice_loss, lovasz_hinge
-from segmenter.unet import ImageNetNormalize, ReflectPad2D, build_unet
+from segmenter.unet import ReflectPad2D, build_unet
+from training.layers import ImageNetNormalize
 
-TINY = dict(layers=(1, 1, 1, 1), width=0.125, dropout=0.1)
+TINY = dict(encoder_args={"layers": (1, 1, 1, 1), "width": 0.125}, decoder_filters=(32, 16, 8, 8, 8), dropout=0.1)
 
 
 def _batch(n=2, seed=0):
@@ -43,8 +44,8 @@ def test_outputs_and_roundtrip(size, fit, tmp_path):
 
 
 def test_no_edge_no_hypercolumn():
-    model = build_unet(input_size=128, fit="pad", edge=False, hypercolumn=False, decoder_filters=(16, 8, 8, 8, 8),
-                       **TINY)
+    model = build_unet(input_size=128, fit="pad", edge=False, hypercolumn=False,
+                       **{**TINY, "decoder_filters": (16, 8, 8, 8, 8)})
     assert sorted(model.output) == ["mask", "salt"]
     assert model.get_layer("decoder5_2_conv").filters == 8
 
@@ -74,6 +75,8 @@ def test_bad_arguments():
         build_unet(input_size=96, fit="pad", **TINY)
     with pytest.raises(ValueError):
         build_unet(fit="crop", **TINY)
+    with pytest.raises(ValueError, match="decoder_filters"):
+        build_unet(input_size=64, fit="resize", **{**TINY, "decoder_filters": (8, 8, 8)})
 
 
 def test_mixed_bfloat16_outputs_float32():

@@ -12,7 +12,6 @@ Only keras layers / keras.ops are used, so the model runs on the TensorFlow, JAX
 from __future__ import annotations
 
 import math
-import os
 import re
 import sys
 from pathlib import Path
@@ -21,9 +20,10 @@ import numpy as np
 import keras
 from keras import layers
 
+from training import devices, weights
+from training.layers import IMAGENET_MEAN as MEAN, IMAGENET_STD as STD
+
 ARCH = "se_resnext50_32x4d"
-MEAN = (0.485, 0.456, 0.406)  # pretrained_settings["se_resnext50_32x4d"]["imagenet"]: RGB in [0, 1]
-STD = (0.229, 0.224, 0.225)
 TORCH_FILE = "se_resnext50_32x4d-a260b3a4.pth"
 KERAS_FILE = "se_resnext50_32x4d_imagenet.weights.h5"
 WEIGHTS_FORMAT = "segmenter.seresnext/1"
@@ -44,11 +44,12 @@ def _bn(x, name):
 
 @keras.saving.register_keras_serializable(package="segmenter")
 class GroupedConv2D(layers.Conv2D):
-    """Conv2D with ``groups``, the same weights and results, computed on TensorFlow as one convolution
-    per group: TensorFlow's own grouped convolution has a CPU gradient 60-400x slower than that."""
+    """Conv2D with ``groups``, the same weights and results, computed on TensorFlow on a CPU as one
+    convolution per group: TensorFlow's own grouped convolution has a CPU gradient 60-400x slower than
+    that. On a GPU (cuDNN) and on the other backends the native grouped convolution runs."""
 
     def convolution_op(self, inputs, kernel):
-        if self.groups == 1 or keras.backend.backend() != "tensorflow":
+        if self.groups == 1 or keras.backend.backend() != "tensorflow" or devices.has_gpu():
             return super().convolution_op(inputs, kernel)
         xs = keras.ops.split(inputs, self.groups, axis=-1)
         ks = keras.ops.split(kernel, self.groups, axis=-1)
@@ -191,28 +192,18 @@ def load_weights(model, path):
     return n
 
 
-_warned = False
+def find_imagenet(cache_dir=None) -> Path | None:
+    """The ImageNet weights as a converter-written file, or None after one warning.
 
-
-def keras_models_dir():
-    """Keras' cache folder for model files: $KERAS_HOME/models, default ~/.keras/models (read at call time)."""
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return Path(home) / "models"
-
-
-def resolve_imagenet_weights(cache_dir=None):
-    """Find the ImageNet weights -> (path or None, "imagenet" | "random").
-
-    Looks in `cache_dir` (default keras_models_dir()) for se_resnext50_32x4d_imagenet.weights.h5; if only the
-    PyTorch checkpoint se_resnext50_32x4d-a260b3a4.pth is there, converts it once (needs torch; atomic write).
-    With neither, prints a prominent warning once and returns (None, "random").
+    Looks in `cache_dir` (default Keras' cache folder, training.weights.models_dir()) for
+    se_resnext50_32x4d_imagenet.weights.h5; if only the PyTorch checkpoint se_resnext50_32x4d-a260b3a4.pth
+    is there, converts it once (needs torch; atomic write).
     """
-    global _warned
-    folder = Path(cache_dir) if cache_dir is not None else keras_models_dir()
+    folder = Path(cache_dir) if cache_dir is not None else weights.models_dir()
     out, pth = folder / KERAS_FILE, folder / TORCH_FILE
     if out.is_file():
-        return out, "imagenet"
-    reason = f"ImageNet weights for {ARCH} not found in {folder}"
+        return out
+    reason = f"neither {KERAS_FILE} nor {TORCH_FILE} is in {folder}"
     if pth.is_file():
         try:
             import torch  # noqa: F401
@@ -223,13 +214,7 @@ def resolve_imagenet_weights(cache_dir=None):
             print(f"converting {pth} -> {out} (first use)", file=sys.stderr, flush=True)
             convert(pth, out)
             print(f"wrote {out}", file=sys.stderr, flush=True)
-            return out, "imagenet"
-    if not _warned:
-        _warned = True
-        bar = "!" * 78
-        print(f"\n{bar}\nWARNING: {reason};\n"
-              f"WARNING: training from RANDOM initialisation.\n"
-              f"WARNING: put {TORCH_FILE} (Cadene pretrainedmodels) or {KERAS_FILE}\n"
-              f"WARNING: (python -m segmenter.convert_weights) in {folder} to use ImageNet weights.\n{bar}\n",
-              file=sys.stderr, flush=True)
-    return None, "random"
+            return out
+    weights.warn_random(ARCH, reason, f"Put {TORCH_FILE} (Cadene pretrainedmodels) or {KERAS_FILE} "
+                                      f"(python -m segmenter.convert_weights) in {folder}.")
+    return None

@@ -1,0 +1,243 @@
+"""The training spine's stages: exact resume after a kill (augmentation and dropout on), the best
+checkpoint, divergence, finished stages, and refusing mixed runs."""
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import h5py
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from salt.augment import AUGMENT
+from salt.cli import UserError
+from training import devices, kfold, runs, stage
+from training.batches import AugmentedBatches
+from training.validation import Validation
+
+EPOCHS = 4
+
+
+@pytest.fixture(autouse=True, scope="module")
+def deterministic_ops():
+    """The backend's op determinism, so that two runs of the same batches give the same weights."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    yield
+
+
+def _data(n=24, seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:101, :101]
+    masks = np.zeros((n, 101, 101), bool)
+    for i in range(n // 3, n):
+        cy, cx, r = rng.uniform(20, 80, 3)
+        masks[i] = (yy - cy) ** 2 + (xx - cx) ** 2 < (r / 2) ** 2
+    images = np.clip(80 + 90 * masks + rng.normal(0, 20, masks.shape), 0, 255).astype(np.uint8)
+    return images, masks
+
+
+def _targets(masks):
+    return masks[..., None].astype(np.float32)
+
+
+def _model():
+    """A small segmentation network with batch normalisation and dropout, as the real ones have."""
+    devices.new_session(7)
+    inp = keras.Input((101, 101, 1))
+    x = keras.layers.Conv2D(6, 3, padding="same", use_bias=False)(inp)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.Dropout(0.3)(x)
+    out = keras.layers.Conv2D(1, 1, name="mask")(x)
+    model = keras.Model(inp, out)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=keras.losses.BinaryCrossentropy(from_logits=True),
+                  jit_compile=False)
+    return model
+
+
+def _score(masks):
+    def score(probs):
+        return {"val_score": -float(np.mean(np.abs(probs["mask"] - masks)))}
+    return score
+
+
+class _Kill(keras.callbacks.Callback):
+    """Ends the process's work at the end of an epoch, before the checkpoint sees it (like SIGKILL)."""
+
+    def __init__(self, after_epoch):
+        super().__init__()
+        self.after_epoch = after_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.after_epoch:
+            raise KeyboardInterrupt
+
+
+def _fit(stage_dir, callbacks=(), save_every_s=0.0, epochs=EPOCHS):
+    images, masks = _data()
+    model = _model()
+    data = AugmentedBatches(images[:16], masks[:16], _targets, batch_size=4, augment=AUGMENT, seed=3, workers=2)
+    val = Validation(images[16:], _score(masks[16:]), batch_size=8)
+    state = stage.fit_stage(model, stage_dir, data, epochs, "val_score", "max", [val, *callbacks], verbose=0,
+                            save_every_s=save_every_s)
+    return model, state
+
+
+def _assert_same_weights(a, b):
+    assert len(a.get_weights()) == len(b.get_weights())
+    for x, y in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
+    """Killed at the end of epoch 3 of 4, before its checkpoint, and resumed: epoch 3 runs again with the
+    same batches, augmentations and dropout masks, and the result is the same weights, optimizer steps,
+    best value and log as one uninterrupted run."""
+    straight, straight_state = _fit(tmp_path / "straight")
+    with pytest.raises(KeyboardInterrupt):
+        _fit(tmp_path / "killed", [_Kill(after_epoch=2)])
+    state = json.loads((tmp_path / "killed" / "state.json").read_text())
+    assert state["epoch"] == 2 and len(state["rng"]) == 1
+    assert [p.name for p in (tmp_path / "killed").glob("last-*.weights.h5")] == ["last-2.weights.h5"]
+    resumed, resumed_state = _fit(tmp_path / "killed")
+    assert int(resumed.optimizer.iterations.numpy()) == int(straight.optimizer.iterations.numpy()) == 16
+    _assert_same_weights(straight, resumed)
+    assert resumed_state == straight_state
+    log = pd.read_csv(tmp_path / "killed" / "log.csv")
+    assert log["epoch"].tolist() == [0, 1, 2, 3]
+    assert log["val_score"].to_numpy() == pytest.approx(pd.read_csv(tmp_path / "straight" / "log.csv")["val_score"])
+    assert not list((tmp_path / "killed").glob(".tmp-*")), "no temporary file is left behind"
+
+
+def test_resume_without_generator_state_differs(tmp_path, monkeypatch):
+    """The dropout generators' state matters: resumed without it, the weights differ (so the test above
+    can fail for that reason)."""
+    straight, _ = _fit(tmp_path / "straight")
+    with pytest.raises(KeyboardInterrupt):
+        _fit(tmp_path / "killed", [_Kill(after_epoch=2)])
+    state_path = tmp_path / "killed" / "state.json"
+    state = json.loads(state_path.read_text())
+    state["rng"] = [[7, 0]]  # a fresh generator
+    state_path.write_text(json.dumps(state))
+    resumed, _ = _fit(tmp_path / "killed")
+    assert any(not np.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(straight.get_weights(), resumed.get_weights()))
+
+
+def test_resume_state_is_written_about_once_a_minute(tmp_path):
+    """With the default interval a short stage writes its resume state at the end only; killed before
+    that, it starts again and still logs every epoch once and ends with the same weights."""
+    straight, _ = _fit(tmp_path / "straight")
+    with pytest.raises(KeyboardInterrupt):
+        _fit(tmp_path / "killed", [_Kill(after_epoch=2)], save_every_s=stage.SAVE_EVERY_S)
+    assert not (tmp_path / "killed" / "state.json").exists() and not (tmp_path / "killed" / "best.keras").exists()
+    assert len(pd.read_csv(tmp_path / "killed" / "log.csv")) == 2, "the log has the epochs that ended"
+    resumed, _ = _fit(tmp_path / "killed", save_every_s=stage.SAVE_EVERY_S)
+    assert pd.read_csv(tmp_path / "killed" / "log.csv")["epoch"].tolist() == [0, 1, 2, 3]
+    _assert_same_weights(straight, resumed)
+
+
+def test_best_checkpoint_is_the_best_epoch_without_optimizer(tmp_path):
+    model, state = _fit(tmp_path / "s")
+    scores = pd.read_csv(tmp_path / "s" / "log.csv")["val_score"].tolist()
+    assert state["best"] == pytest.approx(max(scores)) and state["best_epoch"] == int(np.argmax(scores))
+    best = keras.saving.load_model(tmp_path / "s" / "best.keras", compile=False)
+    images, masks = _data()
+    prob = 1 / (1 + np.exp(-best.predict(images[16:, ..., None] / np.float32(255), verbose=0)[..., 0]))
+    assert -float(np.mean(np.abs(prob - masks[16:]))) == pytest.approx(max(scores), rel=1e-4)
+    with zipfile.ZipFile(tmp_path / "s" / "best.keras") as z:
+        with h5py.File(io.BytesIO(z.read("model.weights.h5")), "r") as f:
+            names = []
+            f.visit(names.append)
+    assert not any("optimizer" in n for n in names), "best.keras holds no optimizer state"
+    assert any("batch_normalization" in n for n in names)
+
+
+class _Poison(keras.callbacks.Callback):
+    """Makes the network produce NaN from epoch 2 on."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 1:
+            kernel = self.model.layers[1].kernel
+            kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+
+
+def test_divergence_stops_the_stage_and_it_is_not_done(tmp_path):
+    with pytest.raises(stage.Diverged, match="diverged at epoch 2"):
+        _fit(tmp_path / "s", [_Poison()], epochs=3)
+    assert not stage.is_done(tmp_path / "s")
+    assert not (tmp_path / "s" / "state.json").exists() or json.loads(
+        (tmp_path / "s" / "state.json").read_text())["epoch"] <= 1
+
+
+def test_nan_prediction_is_divergence_even_with_a_finite_score():
+    """A NaN network predicts no salt anywhere, which scores the share of empty images: still caught."""
+    images, masks = _data()
+    val = Validation(images, lambda probs: {"val_score": 0.4}, batch_size=8)
+    model = _model()
+    model.layers[1].kernel.assign(np.full(model.layers[1].kernel.shape, np.nan, "float32"))
+    val.set_model(model)
+    with pytest.raises(stage.Diverged, match="not finite"):
+        val.on_epoch_end(0, {})
+
+
+def test_finished_stage_is_not_touched(tmp_path):
+    st = tmp_path / "s"
+    _fit(st, epochs=2)
+    stage.mark_done(st, {"best": 1})
+    assert stage.is_done(st) and not list(st.glob("last-*"))
+    before = {p.name: p.stat().st_mtime_ns for p in st.iterdir()}
+    _fit(st, epochs=3)  # even with more epochs asked for, a finished stage is left as it is
+    assert {p.name: p.stat().st_mtime_ns for p in st.iterdir()} == before
+
+
+def test_resume_refuses_other_architecture(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        _fit(tmp_path / "s", [_Kill(after_epoch=1)])
+    other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.Dense(1)])
+    other.compile(optimizer="adam", loss="mse")
+    with pytest.raises(UserError, match="another architecture"):
+        stage.ResumableCheckpoint(tmp_path / "s", "val_score").restore(other)
+
+
+def test_batches_are_a_function_of_seed_epoch_and_index():
+    images, masks = _data()
+    a = AugmentedBatches(images, masks, _targets, batch_size=5, augment=AUGMENT, seed=1, workers=1)
+    b = AugmentedBatches(images, masks, _targets, batch_size=5, augment=AUGMENT, seed=1, workers=1)
+    assert len(a) == 4, "the partial last batch is dropped"
+    a.on_epoch_end()
+    a.on_epoch_end()
+    b.set_epoch(2)
+    for i in range(len(a)):
+        np.testing.assert_array_equal(a[i][0], b[i][0])
+        np.testing.assert_array_equal(a[i][1], b[i][1])
+    b.set_epoch(0)
+    assert not np.array_equal(a[0][0], b[0][0])
+
+
+def _run(tmp_path, name="smoke", config=None, fp="fp1"):
+    return runs.Run(name, config or {"a": 1}, None, None, fp, tmp_path, 2, [0, 1], "float32", 0)
+
+
+def test_run_folder_refuses_other_data_or_preset(tmp_path):
+    _run(tmp_path).open()
+    _run(tmp_path).open()  # the same run again is fine
+    with pytest.raises(UserError, match="other data or folds"):
+        _run(tmp_path, fp="fp2").open()
+    with pytest.raises(UserError, match="preset"):
+        _run(tmp_path, "cpu", {"a": 2}).open()
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["environment"]["devices"] and record["precision"] == "float32"
+
+
+def test_fold_split_is_disjoint_and_covering():
+    folds = pd.DataFrame({"fold": [0, 1, 2, 0, 1, 2, 0]})
+    for f in range(3):
+        tr, va = kfold.fold_split(folds, f)
+        assert set(tr).isdisjoint(va) and sorted([*tr, *va]) == list(range(7))
+        assert (folds["fold"].to_numpy()[va] == f).all()

@@ -1,0 +1,197 @@
+"""One training stage (a fold, a fold's round, a classifier stage) in a folder of its own: resumable,
+checkpointed, logged, and never marked done when it diverged.
+
+A stage folder holds:
+
+- ``best.keras``: the best model so far by the monitored value, without optimizer state;
+- ``last-EPOCH.weights.h5`` + ``state.json``: the resume point (weights, optimizer state, the dropout
+  layers' random-generator states, the best value so far). Written about once a minute and at the end,
+  not every epoch: on a GPU an epoch lasts seconds and writing a 400 MB checkpoint each time would
+  dominate it; a kill loses at most a minute;
+- ``log.csv``: Keras' CSVLogger, one row per epoch, with ``epoch_s`` (the epoch's wall time including
+  validation); rows of epochs that a resumed run repeats are replaced, never doubled;
+- ``done.json``: written last; a stage with it is skipped and its files are not touched again.
+
+Every file is written to a temporary name and renamed. A resumed stage sees the same batches,
+augmentations and dropout masks as an uninterrupted one (``AugmentedBatches.set_epoch``, the saved
+generator states), so it ends with the same weights up to floating-point noise.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from salt.cli import UserError
+from salt.io import atomic_path, write_json
+
+SAVE_EVERY_S = 60.0
+
+
+class Diverged(UserError):
+    """Training produced a non-finite loss or prediction."""
+
+
+def is_done(stage_dir: Path) -> bool:
+    return (Path(stage_dir) / "done.json").exists()
+
+
+def mark_done(stage_dir: Path, record: dict) -> None:
+    """Marks a stage finished; its resume files are no longer needed."""
+    write_json(Path(stage_dir) / "done.json", record)
+    for f in Path(stage_dir).glob("last-*.weights.h5"):
+        f.unlink()
+
+
+def read_done(stage_dir: Path) -> dict:
+    return json.loads((Path(stage_dir) / "done.json").read_text())
+
+
+def _rng_variables(model) -> list:
+    """The state variables of the model's random generators (dropout), which save_weights leaves out."""
+    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds ``epoch_s``, the epoch's wall time with validation and the callbacks before it, to the logs."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["epoch_s"] = time.perf_counter() - self._start
+
+
+class ResumableCheckpoint(keras.callbacks.Callback):
+    """Keeps ``best.keras`` by ``monitor`` and the resume state of a stage; stops on divergence.
+
+    The best weights are held in memory when they improve and written with the resume state, every
+    ``save_every_s`` seconds and at the last epoch, so the two files always agree.
+    """
+
+    def __init__(self, stage_dir: Path, monitor: str, mode: str = "max", epochs: int | None = None,
+                 save_every_s: float = SAVE_EVERY_S):
+        super().__init__()
+        self.dir = Path(stage_dir)
+        self.monitor, self.mode, self.epochs, self.save_every_s = monitor, mode, epochs, save_every_s
+        self.state = {"epoch": 0, "best": None, "best_epoch": None}
+        if (self.dir / "state.json").exists():
+            self.state = json.loads((self.dir / "state.json").read_text())
+        self._best_weights, self._saved_at, self._twin = None, time.monotonic(), None
+
+    def restore(self, model: keras.Model) -> int:
+        """Loads the last saved epoch's weights, optimizer and generator states; returns the epoch to start at."""
+        if not self.state["epoch"]:
+            return 0
+        path = self.dir / f"last-{self.state['epoch']}.weights.h5"
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        try:
+            model.load_weights(path)
+            rng = _rng_variables(model)
+            if len(rng) != len(self.state.get("rng", [])):
+                raise ValueError(f"{len(self.state.get('rng', []))} saved random generators, model has {len(rng)}")
+            for v, value in zip(rng, self.state["rng"]):
+                v.assign(np.asarray(value, dtype=v.dtype))
+        except (ValueError, OSError) as e:
+            raise UserError(f"{path}: cannot resume from this checkpoint ({str(e).splitlines()[0][:120]}); "
+                            f"it is from another architecture or broken: delete {self.dir}") from None
+        print(f"resuming {self.dir} after epoch {self.state['epoch']} (best {self.monitor} "
+              f"{self.state['best']:.4f} at epoch {self.state['best_epoch'] + 1})", flush=True)
+        return int(self.state["epoch"])
+
+    def _improved(self, value: float) -> bool:
+        best = self.state["best"]
+        return best is None or (value > best if self.mode == "max" else value < best)
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = float(logs.get("loss", 0.0))
+        value = float(logs[self.monitor])
+        if not (math.isfinite(loss) and math.isfinite(value)):
+            raise Diverged(f"{self.dir}: training diverged at epoch {epoch + 1} (loss {loss}, {self.monitor} "
+                           f"{value}); lower the learning rate or use float32 (--precision float32)")
+        if self._improved(value):
+            self._best_weights = self.model.get_weights()
+            self.state.update(best=value, best_epoch=epoch)
+        last = self.epochs is not None and epoch + 1 >= self.epochs
+        if last or time.monotonic() - self._saved_at >= self.save_every_s:
+            self.save(epoch + 1)
+
+    def save(self, epoch: int) -> None:
+        """Writes best.keras (if it changed), the resume weights of ``epoch`` and state.json, in that order."""
+        if self._best_weights is not None:
+            if self._twin is None:  # an uncompiled copy: best.keras without the optimizer's state
+                self._twin = self.model.__class__.from_config(self.model.get_config())
+            self._twin.set_weights(self._best_weights)
+            with atomic_path(self.dir / "best.keras") as tmp:
+                self._twin.save(tmp)
+            self._best_weights = None
+        old = self.dir / f"last-{self.state['epoch']}.weights.h5"
+        with atomic_path(self.dir / f"last-{epoch}.weights.h5") as tmp:
+            self.model.save_weights(tmp)
+        self.state["epoch"] = epoch
+        self.state["rng"] = [np.asarray(keras.ops.convert_to_numpy(v.value)).tolist()
+                             for v in _rng_variables(self.model)]
+        write_json(self.dir / "state.json", self.state)
+        if old.exists() and old.name != f"last-{epoch}.weights.h5":
+            old.unlink()
+        self._saved_at = time.monotonic()
+
+
+def _trim_log(path: Path, epochs: int) -> None:
+    """Drops the rows of epochs >= ``epochs`` from a CSVLogger file (a resumed run logs them again)."""
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return
+    keep = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) < epochs]
+    if len(keep) != len(rows):
+        with atomic_path(path) as tmp:
+            with open(tmp, "w", newline="") as f:
+                csv.writer(f).writerows(keep)
+
+
+def fit_stage(model: keras.Model, stage_dir: Path, train_data, epochs: int, monitor: str, mode: str,
+              callbacks=(), verbose="auto", save_every_s: float = SAVE_EVERY_S, **fit_kwargs) -> dict:
+    """Runs ``model.fit`` for one stage so that it resumes after a kill; returns the checkpoint state.
+
+    ``callbacks`` come first, so a callback that adds a validation value to the logs (the competition
+    metric, say) is seen by the timer, the checkpoint and the CSV log. A diverged stage raises
+    ``Diverged`` and is not marked done.
+    """
+    stage_dir = Path(stage_dir)
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = ResumableCheckpoint(stage_dir, monitor, mode, epochs, save_every_s)
+    if is_done(stage_dir):
+        return checkpoint.state
+    initial_epoch = checkpoint.restore(model)
+    if hasattr(train_data, "set_epoch"):
+        train_data.set_epoch(initial_epoch)
+    _trim_log(stage_dir / "log.csv", initial_epoch)
+    all_callbacks = [*callbacks, EpochTimer(), checkpoint,
+                     keras.callbacks.CSVLogger(str(stage_dir / "log.csv"), append=True)]
+    if initial_epoch < epochs:
+        # shuffle=False: the batches shuffle themselves, by epoch; Keras would also reorder them with
+        # Python's global random state, which a resumed process does not share.
+        model.fit(train_data, epochs=epochs, initial_epoch=initial_epoch, callbacks=all_callbacks,
+                  verbose=verbose, shuffle=False, **fit_kwargs)
+    if checkpoint.state["best"] is None or not np.isfinite(checkpoint.state["best"]):
+        raise Diverged(f"{stage_dir}: training diverged (no finite {monitor}); see {stage_dir / 'log.csv'}")
+    return checkpoint.state
+
+
+def copy_weights(src: Path, model: keras.Model) -> None:
+    """Sets a model's weights from a saved ``.keras`` model of the same architecture."""
+    try:
+        saved = keras.saving.load_model(src, compile=False)
+        model.set_weights(saved.get_weights())
+    except (ValueError, OSError, KeyError, TypeError) as e:
+        raise UserError(f"{src}: checkpoint does not fit this model ({str(e).splitlines()[0][:120]}); "
+                        "it is from another architecture") from None
