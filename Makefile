@@ -2,23 +2,36 @@
 # Every target is a thin call of a `python -m PACKAGE.MODULE` entry point; each of those skips the
 # work that is already finished, so any target can be re-run after an interruption.
 
-DATA     ?= data/tgs
-OUT      ?= out
-PRESET   ?= auto
-FOLDS    ?= 5
-TEST     ?= $(DATA)/test/images
-BACKEND  ?= tensorflow
-BACKBONE ?= densenet121
-FOLDS_BY ?= coverage
-VERBOSE  ?= auto
-DOWNLOAD ?= tgs-salt-identification-challenge.zip
+DATA      ?= data/tgs
+OUT       ?= out
+PRESET    ?= auto
+FOLDS     ?= 5
+TEST      ?= $(DATA)/test/images
+BACKBONE  ?= densenet121
+FOLDS_BY  ?= coverage
+PRECISION ?= auto
+VERBOSE   ?= auto
+DOWNLOAD  ?= tgs-salt-identification-challenge.zip
+# GPU=1 installs the CUDA build of the backend; by default it is 1 where nvidia-smi lists a GPU.
+GPU       ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1 || echo 0)
+# On a GPU, JAX: Keras compiles the whole step with XLA there (README, "GPU"); on a CPU, TensorFlow.
+BACKEND   ?= $(if $(filter 1,$(GPU)),jax,tensorflow)
 
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
+STAMP  := $(VENV)/.installed-$(if $(filter 1,$(GPU)),gpu-$(BACKEND),cpu)
+CUDA_jax        := jax[cuda12]>=0.4.30
+CUDA_tensorflow := tensorflow[and-cuda]>=2.16,<2.22
+CUDA_torch      := torch
 export KERAS_BACKEND := $(BACKEND)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
+
+RUN_ARGS := --data $(DATA) --out $(OUT) --preset $(PRESET) --folds $(FOLDS) --folds-by $(FOLDS_BY) \
+            --precision $(PRECISION) --verbose $(VERBOSE)
+SEGMENTER_TRAIN  := $(PY) -m segmenter.train $(RUN_ARGS)
+CLASSIFIER_TRAIN := $(PY) -m classifier.train $(RUN_ARGS) --backbone $(BACKBONE)
+MOSAIC := $(if $(filter mosaic,$(FOLDS_BY)),$(OUT)/mosaic.csv)
 
 DEMO_DATA  := $(OUT)/demo/data
 DEMO_OUT   := $(OUT)/demo
@@ -33,6 +46,10 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
 	# The reference SE-ResNeXt50 for the converter test; its dependencies (torchvision) are not needed.
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps pretrainedmodels==0.7.4
+ifeq ($(GPU),1)
+	# The CUDA build of the $(BACKEND) backend.
+	$(PY) -m pip install -q --disable-pip-version-check "$(CUDA_$(BACKEND))"
+endif
 	touch $@
 
 data: $(STAMP)
@@ -42,17 +59,20 @@ data: $(STAMP)
 mosaic: $(STAMP)
 	$(PY) -m salt.mosaic --data $(DATA) --out $(OUT)
 
-$(OUT)/classifier/metrics.json: | $(STAMP)
-	$(PY) -m classifier.train --data $(DATA) --out $(OUT) --preset $(PRESET) --folds $(FOLDS) --backbone $(BACKBONE) --verbose $(VERBOSE)
+$(OUT)/mosaic.csv: | $(STAMP)
+	$(PY) -m salt.mosaic --data $(DATA) --out $(OUT)
 
-$(OUT)/segmenter/metrics.json: | $(STAMP)
-	$(PY) -m segmenter.train --data $(DATA) --out $(OUT) --preset $(PRESET) --folds $(FOLDS) --verbose $(VERBOSE)
+$(OUT)/classifier/metrics.json: | $(STAMP) $(MOSAIC)
+	$(CLASSIFIER_TRAIN)
 
-train-classifier: $(STAMP)
-	$(PY) -m classifier.train --data $(DATA) --out $(OUT) --preset $(PRESET) --folds $(FOLDS) --backbone $(BACKBONE) --verbose $(VERBOSE)
+$(OUT)/segmenter/metrics.json: | $(STAMP) $(MOSAIC)
+	$(SEGMENTER_TRAIN)
 
-train-segmenter: $(STAMP)
-	$(PY) -m segmenter.train --data $(DATA) --out $(OUT) --preset $(PRESET) --folds $(FOLDS) --verbose $(VERBOSE)
+train-classifier: $(STAMP) $(MOSAIC)
+	$(CLASSIFIER_TRAIN)
+
+train-segmenter: $(STAMP) $(MOSAIC)
+	$(SEGMENTER_TRAIN)
 
 # Make trains whatever model is missing, then predicts TEST, tunes on out-of-fold predictions,
 # writes and validates the submission, and writes the report.
@@ -73,7 +93,7 @@ bench: $(STAMP)
 	$(PY) -m bench.run --out $(OUT)/bench
 
 test: $(STAMP)
-	$(PY) -m pytest tests -q -n auto --dist loadfile
+	$(PY) -m pytest tests -q -n auto --dist loadfile --no-loadscope-reorder
 
 clean:
 	rm -rf $(OUT)
