@@ -58,6 +58,39 @@ def lovasz_hinge(y_true, y_pred):
     return ops.sum(ops.relu(errors_sorted) * grad, axis=-1)
 
 
+@keras.saving.register_keras_serializable(package="segmenter")
+def lovasz_symmetric(y_true, y_pred):
+    """The symmetric Lovasz hinge per image: the mean of the hinge on salt and the hinge on background,
+    (L(z, y) + L(-z, 1 - y)) / 2, so that an empty image trains every pixel, not only its worst one."""
+    return 0.5 * (lovasz_hinge(y_true, y_pred) + lovasz_hinge(1.0 - y_true, -y_pred))
+
+
+def salt_only(loss):
+    """``loss`` on the images that hold salt, 0 on empty images (the image head's BCE carries those)."""
+    def on_salt(y_true, y_pred):
+        t, _ = _prep(y_true, y_pred)
+        value = loss(y_true, y_pred)
+        return value * ops.cast(ops.max(t, axis=-1) > 0, value.dtype)
+    on_salt.__name__ = f"{loss.__name__}_salt_only"
+    return keras.saving.register_keras_serializable(package="segmenter")(on_salt)
+
+
+lovasz_hinge_salt_only = salt_only(lovasz_hinge)
+lovasz_symmetric_salt_only = salt_only(lovasz_symmetric)
+
+
+def mask_loss(name: str, symmetric: bool = False, salt_only_images: bool = False):
+    """The mask loss of a round: ``bce_dice`` or ``lovasz`` (the hinge, or its symmetric form; on every
+    image, or on the images with salt only)."""
+    if name == "bce_dice":
+        return bce_dice_loss
+    if name != "lovasz":
+        raise ValueError(f"unknown mask loss {name!r}")
+    table = {(False, False): lovasz_hinge, (True, False): lovasz_symmetric,
+             (False, True): lovasz_hinge_salt_only, (True, True): lovasz_symmetric_salt_only}
+    return table[(bool(symmetric), bool(salt_only_images))]
+
+
 def edge_target(masks, width=2):
     """Salt boundary band of boolean masks (N,H,W) -> bool (N,H,W).
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -20,7 +21,8 @@ import numpy as np
 from salt.cli import UserError, run_cli
 from salt.io import save_npz
 from salt.metric import competition_score, image_scores
-from segmenter import encoders, losses
+from segmenter import encoders, losses, pseudo
+from segmenter.predict import all_rounds, snapshot_rounds
 from segmenter.presets import PRESETS
 from segmenter.unet import build_unet
 from training import devices, kfold, runs, schedule, stage, weights
@@ -29,7 +31,6 @@ from training.predict import predict_outputs
 from training.validation import Validation
 
 THRESHOLDS = np.round(np.arange(0.30, 0.71, 0.05), 2)
-MASK_LOSSES = {"bce_dice": losses.bce_dice_loss, "lovasz": losses.lovasz_hinge}
 
 
 def best_threshold(masks: np.ndarray, prob: np.ndarray) -> tuple[float, float]:
@@ -62,7 +63,8 @@ def build_model(preset: dict, encoder_weights: str | None) -> keras.Model:
 
 def compile_model(model: keras.Model, preset: dict, rnd: dict) -> None:
     """Adam on the round's loss; its learning rate is set every epoch by ``training.schedule``."""
-    loss = {"mask": MASK_LOSSES[rnd["loss"]], "salt": keras.losses.BinaryCrossentropy(from_logits=True)}
+    mask = losses.mask_loss(rnd["loss"], preset.get("lovasz_symmetric", False), preset.get("lovasz_salt_only", False))
+    loss = {"mask": mask, "salt": keras.losses.BinaryCrossentropy(from_logits=True)}
     loss_weights = {"mask": 1.0, "salt": preset["salt_weight"]}
     if preset["network"]["edge"]:
         loss["edge"] = keras.losses.BinaryCrossentropy(from_logits=True)
@@ -85,34 +87,72 @@ def fit_parts(preset: dict, rnd: dict, images, masks, val_images, val_masks, see
     return data, callbacks
 
 
-def train_fold(run: runs.Run, fold: int, encoder_path) -> None:
-    """Trains every round of one fold (skipping finished ones) and saves its out-of-fold predictions."""
+def train_round(run: runs.Run, fold: int, r: int, rnd: dict, prev, encoder_path, extra=None) -> Path:
+    """Trains round ``r`` of a fold (from the encoder's initial weights, or from the best checkpoint of
+    the round before) unless it is done; ``extra`` (images, masks) joins the training part."""
     tr, va = kfold.fold_split(run.folds, fold)
     train, preset = run.train, run.preset
-    rounds = preset["rounds"]
+    stage_dir = run.dir / f"round{r}" / f"fold{fold}"
+    if stage.is_done(stage_dir):
+        print(f"fold {fold} round {r}: done, skipped")
+        return stage_dir
+    images, masks = train.images[tr], train.masks[tr]
+    if extra is not None:
+        images, masks = np.concatenate([images, extra[0]]), np.concatenate([masks, extra[1]])
+    print(f"fold {fold} round {r}: {rnd['loss']}, {rnd['epochs']} epochs, lr {rnd['lr']}, {len(images)} train "
+          f"{f'({len(extra[0])} pseudo-labelled) ' if extra is not None else ''}/ {len(va)} validation images",
+          flush=True)
+    devices.new_session(1000 * r + fold, run.precision, preset["batch_size"])
+    model = build_model(preset, encoder_path if prev is None else None)
+    if prev is not None:
+        stage.copy_weights(prev / "best.keras", model)
+    compile_model(model, preset, rnd)
+    data, callbacks = fit_parts(preset, rnd, images, masks, train.images[va], train.masks[va], seed=1000 * r + fold)
+    state = stage.fit_stage(model, stage_dir, data, rnd["epochs"], MONITOR, "max", callbacks,
+                            verbose=run.verbose, save_every_s=run.save_every_s)
+    stage.mark_done(stage_dir, {"best_score": state["best"], "best_epoch": state["best_epoch"] + 1})
+    return stage_dir
+
+
+def save_oof(run: runs.Run, fold: int) -> None:
+    """The fold's out-of-fold predictions by the best checkpoint of every round (``prob_round{r}``,
+    ``p_salt_round{r}``) and their snapshot average (``prob``, ``p_salt``: the preset's ``snapshots``)."""
+    _, va = kfold.fold_split(run.folds, fold)
+    arrays, rounds = {}, all_rounds(run.preset)
+    for r in range(1, len(rounds) + 1):
+        model = keras.saving.load_model(run.dir / f"round{r}" / f"fold{fold}" / "best.keras", compile=False)
+        probs = predict_outputs(model, run.train.images[va], tta=run.preset["tta"],
+                                batch_size=2 * run.preset["batch_size"])
+        arrays[f"prob_round{r}"], arrays[f"p_salt_round{r}"] = probs["mask"], probs["salt"]
+        keras.utils.clear_session()
+    chosen = snapshot_rounds(run.preset)
+    prob = np.mean([arrays[f"prob_round{r}"] for r in chosen], axis=0)
+    p_salt = np.mean([arrays[f"p_salt_round{r}"] for r in chosen], axis=0)
+    kfold.save_fold(run.dir, fold, va, prob=prob.astype(np.float16), p_salt=p_salt.astype(np.float16),
+                    **{k: v.astype(np.float16) for k, v in arrays.items()})
+
+
+def train_fold(run: runs.Run, fold: int, encoder_path, pseudo=None) -> None:
+    """Every round of one fold (finished ones skipped), the pseudo-label round where the preset has one
+    and ``pseudo`` (images, masks) is given, then the fold's out-of-fold predictions."""
     prev = None
-    for r, rnd in enumerate(rounds, 1):
-        stage_dir = run.dir / f"round{r}" / f"fold{fold}"
-        if stage.is_done(stage_dir):
-            print(f"fold {fold} round {r}: done, skipped")
-            prev = stage_dir
-            continue
-        print(f"fold {fold} round {r}/{len(rounds)}: {rnd['loss']}, {rnd['epochs']} epochs, lr {rnd['lr']}, "
-              f"{len(tr)} train / {len(va)} validation images", flush=True)
-        devices.new_session(1000 * r + fold, run.precision, preset["batch_size"])
-        model = build_model(preset, encoder_path if r == 1 else None)
-        if prev is not None:
-            stage.copy_weights(prev / "best.keras", model)
-        compile_model(model, preset, rnd)
-        data, callbacks = fit_parts(preset, rnd, train.images[tr], train.masks[tr], train.images[va],
-                                    train.masks[va], seed=1000 * r + fold)
-        state = stage.fit_stage(model, stage_dir, data, rnd["epochs"], MONITOR, "max", callbacks,
-                                verbose=run.verbose, save_every_s=run.save_every_s)
-        stage.mark_done(stage_dir, {"best_score": state["best"], "best_epoch": state["best_epoch"] + 1})
-        prev = stage_dir
-    model = keras.saving.load_model(prev / "best.keras", compile=False)
-    probs = predict_outputs(model, train.images[va], tta=preset["tta"], batch_size=2 * preset["batch_size"])
-    kfold.save_fold(run.dir, fold, va, prob=probs["mask"].astype(np.float16), p_salt=probs["salt"].astype(np.float16))
+    for r, rnd in enumerate(all_rounds(run.preset), 1):
+        if rnd.get("pseudo") and pseudo is None:
+            return
+        prev = train_round(run, fold, r, rnd, prev, encoder_path, pseudo if rnd.get("pseudo") else None)
+    save_oof(run, fold)
+
+
+def pseudo_labels_for(run: runs.Run, test_dir: Path):
+    """The pseudo-labels, once the base rounds of every fold are done (else None): the test images that
+    the fold models of the last base round predict confidently."""
+    base = len(run.preset["rounds"])
+    stages = [run.dir / f"round{base}" / f"fold{f}" for f in range(run.k)]
+    if not all(stage.is_done(s) for s in stages):
+        print("segmenter: pseudo-labelling waits until every fold has trained its rounds", flush=True)
+        return None
+    return pseudo.pseudo_labels(run.dir, test_dir, [s / "best.keras" for s in stages], run.preset["pseudo"],
+                                2 * run.preset["batch_size"])
 
 
 def collect_oof(run: runs.Run) -> dict:
@@ -127,13 +167,14 @@ def collect_oof(run: runs.Run) -> dict:
         t, s = best_threshold(masks[idx], prob[idx])
         per_fold.append({"fold": fold, "score": s, "threshold": t, "images": int(len(idx))})
     t, s = best_threshold(masks, prob)
-    save_npz(run.dir / "oof.npz", ids=np.array(run.train.ids), fold=fold_of, prob=joined["prob"],
-             p_salt=joined["p_salt"])
+    save_npz(run.dir / "oof.npz", ids=np.array(run.train.ids), fold=fold_of, **joined)
     empty = ~masks.reshape(n, -1).any(1)
     scores = image_scores(masks, prob > t)
-    return {"folds": per_fold, "overall": {"score": s, "threshold": t,
-                                           "score_empty_images": float(scores[empty].mean()),
-                                           "score_salt_images": float(scores[~empty].mean())}}
+    by_round = [{"round": r, **dict(zip(("threshold", "score"), best_threshold(
+        masks, joined[f"prob_round{r}"].astype(np.float32))))} for r in range(1, len(all_rounds(run.preset)) + 1)]
+    return {"folds": per_fold, "rounds": by_round, "snapshots": snapshot_rounds(run.preset),
+            "overall": {"score": s, "threshold": t, "score_empty_images": float(scores[empty].mean()),
+                        "score_salt_images": float(scores[~empty].mean())}}
 
 
 def main(argv=None) -> int:
@@ -156,7 +197,15 @@ def main(argv=None) -> int:
     run.open(encoder_init=init, folds=run.k)
     print(f"segmenter: preset {run.name} (encoder init: {init}, {len(run.train.ids)} images, {run.k} folds)\n"
           f"{json.dumps(run.preset)}", flush=True)
-    if not kfold.train_folds(run, lambda fold: train_fold(run, fold, encoder_path)):
+    labels = None
+    if run.preset.get("pseudo"):
+        for fold in run.fold_list:  # first the base rounds of every fold: the pseudo-labels need them all
+            if not kfold.oof_path(run.dir, fold).exists():
+                train_fold(run, fold, encoder_path)
+        labels = pseudo_labels_for(run, args.data / "test" / "images")
+        if labels is None:
+            return 0
+    if not kfold.train_folds(run, lambda fold: train_fold(run, fold, encoder_path, labels)):
         return 0
     metrics = run.write_metrics(collect_oof(run), init)
     print(f"segmenter: out-of-fold score {metrics['overall']['score']:.4f} at threshold "

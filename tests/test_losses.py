@@ -160,3 +160,31 @@ def test_edge_target_hand_worked():
     assert edge_target(m[None], width=4)[0].all()  # 2 px out + 2 px in cover the whole 7x7
     assert not edge_target(np.zeros((2, 5, 5), bool)).any()
     assert not edge_target(np.ones((2, 5, 5), bool)).any()
+
+
+def test_lovasz_symmetric_is_the_mean_of_both_hinges():
+    """(L(z, y) + L(-z, 1 - y)) / 2 against the brute-force definition, image by image; an empty image
+    now trains more than its worst pixel."""
+    from segmenter.losses import lovasz_symmetric
+
+    y, x = _tiny_batch(1)
+    out = _np(lovasz_symmetric(y, x))
+    for i in range(len(y)):
+        want = 0.5 * (_lovasz_brute(y[i], x[i])[0] + _lovasz_brute(1 - y[i], -x[i])[0])
+        assert out[i] == pytest.approx(want, rel=1e-5, abs=1e-6)
+    g = _keras_grad(lovasz_symmetric, y, x)[2]
+    g_plain = _keras_grad(lovasz_hinge, y, x)[2]
+    assert np.count_nonzero(g) > np.count_nonzero(g_plain) >= 1
+
+
+def test_salt_only_losses_ignore_empty_images():
+    from segmenter.losses import lovasz_hinge_salt_only, mask_loss
+
+    y, x = _tiny_batch(2)
+    out, plain = _np(lovasz_hinge_salt_only(y, x)), _np(lovasz_hinge(y, x))
+    assert out[2] == 0.0 and plain[2] > 0  # the third image is empty
+    np.testing.assert_allclose(out[:2], plain[:2], rtol=1e-6)
+    assert np.all(_keras_grad(lovasz_hinge_salt_only, y, x)[2] == 0)
+    assert mask_loss("lovasz") is lovasz_hinge and mask_loss("bce_dice") is bce_dice_loss
+    with pytest.raises(ValueError):
+        mask_loss("focal")

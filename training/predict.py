@@ -73,18 +73,25 @@ def parse_predict_args(model: str, description: str, argv):
 
 
 def predict_command(model: str, description: str, argv, checkpoints, arrays) -> int:
-    """The body of ``python -m MODEL.predict``: the fold models that ``checkpoints(run_dir)`` names predict
-    the folder of images; ``arrays(probabilities)`` picks what goes into OUT/MODEL/pred-NAME.npz, beside
-    the ids and the fingerprint of the data the models were trained on."""
+    """The body of ``python -m MODEL.predict``: the fold models that ``checkpoints(run_dir)`` names
+    ({fold: [saved models]}) predict the folder of images. OUT/MODEL/pred-NAME.npz gets, beside the ids
+    and the fingerprint of the data the models were trained on, ``arrays(probabilities)`` of the mean over
+    every fold and, for each fold k, the same arrays of that fold's models alone with the suffix
+    ``_fold{k}`` (the ensemble can treat each fold's prediction as it treats an out-of-fold one)."""
     args = parse_predict_args(model, description, argv)
     start = time.time()
     run_dir = args.out / model
-    paths = checkpoints(run_dir)
+    by_fold = checkpoints(run_dir)
     ids, images = load_images(args.images)
-    probs = fold_average(paths, images, not args.no_tta, args.batch_size)
+    per_fold = {k: fold_average(paths, images, not args.no_tta, args.batch_size) for k, paths in by_fold.items()}
+    mean = {name: np.mean([p[name] for p in per_fold.values()], axis=0) for name in next(iter(per_fold.values()))}
+    out = dict(arrays(mean))
+    for k, probs in per_fold.items():
+        out.update({f"{name}_fold{k}": v for name, v in arrays(probs).items()})
     fingerprint = json.loads((run_dir / "metrics.json").read_text())["fingerprint"]
     path = run_dir / f"pred-{args.name}.npz"
-    save_npz(path, ids=np.array(ids), fingerprint=np.array(fingerprint), **arrays(probs))
-    print(f"{model}: {len(ids)} images from {args.images}, {len(paths)} fold models -> {path} "
+    save_npz(path, ids=np.array(ids), fingerprint=np.array(fingerprint), folds=np.array(sorted(per_fold)), **out)
+    n_models = sum(len(p) for p in by_fold.values())
+    print(f"{model}: {len(ids)} images from {args.images}, {len(by_fold)} folds ({n_models} models) -> {path} "
           f"({time.time() - start:.0f} s)")
     return 0
