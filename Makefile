@@ -37,7 +37,7 @@ DEMO_DATA  := $(OUT)/demo/data
 DEMO_OUT   := $(OUT)/demo
 DEMO_FOLDS ?= 3
 
-.PHONY: install data mosaic demo train-classifier train-segmenter submit bench test clean
+.PHONY: install data mosaic demo train-classifier train-segmenter submit bench gpu-check test clean
 
 install: $(STAMP)
 
@@ -91,6 +91,11 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.run --out $(OUT)/bench
+
+# On a machine with a GPU and the project installed: installs nothing, trains fold 0 of the full preset
+# scaled to a few minutes and prints one table (python3 -m bench.gpu_check where there is no .venv).
+gpu-check:
+	$(PY) -m bench.gpu_check --data $(DATA) --out $(OUT)/gpu-check
 
 test: $(STAMP)
 	$(PY) -m pytest tests -q -n auto --dist loadfile --no-loadscope-reorder

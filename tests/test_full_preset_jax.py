@@ -22,3 +22,18 @@ def test_segmenter_kill_and_resume(tiny_data, tmp_path):
 
 def test_classifier(tiny_data, imagenet_home, tmp_path):
     classifier_with_imagenet_weights(tiny_data, imagenet_home, tmp_path / "out", "jax")
+
+
+def test_data_parallel_on_two_devices(tiny_data, tmp_path):
+    """JAX given two host devices trains data-parallel (keras.distribution.DataParallel) and records both."""
+    import json
+
+    from full_preset import env, train
+
+    out = tmp_path / "out"
+    train("segmenter.train", "jax", "--data", tiny_data, "--out", out, "--preset", "smoke", "--batch-size", "2",
+          "--folds", "2", "--only-fold", "0", "--rounds", "1", "--epochs-scale", "0.5", "--verbose", "2",
+          environ=env("jax", XLA_FLAGS="--xla_force_host_platform_device_count=2"))
+    run = json.loads((out / "segmenter" / "run.json").read_text())
+    assert run["environment"]["devices"] == ["cpu:0", "cpu:1"]
+    assert (out / "segmenter" / "oof" / "fold0.npz").exists()

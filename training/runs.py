@@ -150,4 +150,12 @@ def start_run(args, presets: dict, subdir: str, epochs_key: str) -> Run:
     print(f"devices: {', '.join(devices.devices())} ({devices.backend()} backend, {precision})", flush=True)
     return Run(name, preset, train, folds, run_fingerprint(train, args.out / "folds.csv"), args.out / subdir,
                args.folds, list(args.only_fold or range(args.folds)), precision,
-               args.verbose if args.verbose == "auto" else int(args.verbose), args.checkpoint_every)
+               _verbosity(args.verbose), args.checkpoint_every)
+
+
+def _verbosity(choice: str):
+    """Keras' fit verbosity. ``auto`` is one line per epoch on a GPU, where an epoch lasts seconds and a
+    progress bar would copy the loss to the host after every batch; Keras' own choice elsewhere."""
+    if choice == "auto":
+        return 2 if devices.has_gpu() else "auto"
+    return int(choice)

@@ -1,0 +1,49 @@
+"""The benchmark commands run end to end (on the eager PyTorch backend, which needs no graph tracing):
+their tables hold what they promise; without a GPU the GPU check refuses in one line."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from conftest import REPO_ROOT
+
+ENV = dict(os.environ, PYTHONPATH=str(REPO_ROOT), KERAS_BACKEND="torch", SALT_OFFLINE="1")
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", *map(str, args)], cwd=REPO_ROOT, env=ENV, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_gpu_check_refuses_without_gpu(tmp_path, synthetic_data):
+    proc = run("bench.gpu_check", "--data", synthetic_data, "--out", tmp_path / "out")
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and "no GPU" in errors[0] and "make install GPU=1" in errors[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_gpu_check_table_on_the_cpu(tmp_path, synthetic_data):
+    out = tmp_path / "out"
+    proc = run("bench.gpu_check", "--data", synthetic_data, "--out", out, "--preset", "smoke", "--allow-cpu")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = json.loads((out / "gpu_check.json").read_text())
+    for key in ("epoch time (median after each round's first)", "training images/s (whole epoch, validation included)",
+                "fit/step (trainer's epoch / its bare steps)", "peak device memory",
+                "fold 0 out-of-fold score (best threshold)"):
+        assert key in table and key in proc.stdout
+    assert table["fit/step (trainer's epoch / its bare steps)"].startswith("fit/step ")
+    assert 0.0 <= float(table["fold 0 out-of-fold score (best threshold)"]) <= 1.0
+    assert (out / "segmenter" / "oof" / "fold0.npz").exists(), "fold 0 was trained by the trainer itself"
+
+
+def test_bench_quick(tmp_path):
+    proc = run("bench.run", "--quick", "--skip-fit", "--out", tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((tmp_path / "bench.json").read_text())
+    seg, clf = res["networks"]
+    assert seg["label"].startswith("segmenter") and clf["label"].startswith("classifier")
+    for m in (seg, clf):
+        assert m["train_images_per_s"] > 0 and m["infer_images_per_s"] > 0 and m["forward_flops"] > 0
+    assert "training images/s" in (tmp_path / "bench.md").read_text()
