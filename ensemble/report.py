@@ -19,7 +19,8 @@ import numpy as np
 from ensemble import coverage as cov
 from ensemble import figures, training_logs
 from ensemble.page import e, figure, minutes, note, num, page, pct, section, short, table
-from ensemble.tune import HINT_TUNE, apply_rules, describe, load_oof, read_json
+from ensemble.inputs import HINT_TUNE, load_oof, read_json
+from ensemble.tune import apply_rules, describe
 from salt.cli import run_cli
 
 N_WORST = 4        # worst images shown per coverage class

@@ -19,21 +19,8 @@ import numpy as np
 import pandas as pd
 
 from salt.cli import UserError, run_cli
-from ensemble.tune import HINT_PREDICT, HINT_TUNE, _align, apply_rules, describe, load_npz, read_json
-
-
-def _fp(path, z) -> str:
-    """The 0-d fingerprint string stored in a prediction npz."""
-    try:
-        return str(np.asarray(z["fingerprint"]).reshape(()).item())
-    except ValueError:
-        raise UserError(f"{path}: fingerprint is not a single string") from None
-
-
-def _check_fp(path, fp, tuning_fp) -> None:
-    if fp != tuning_fp:
-        raise UserError(f"{path}: predicted by a model trained on other data or folds (fingerprint {fp}, "
-                        f"tuning has {tuning_fp}); re-run the prediction or the tuning")
+from ensemble.inputs import HINT_PREDICT, HINT_TUNE, align, check_pred_fingerprint, load_npz, pred_fingerprint, read_json
+from ensemble.tune import apply_rules, describe
 
 
 def load_classifier_pred(out, name, ids, tuning_fp):
@@ -42,14 +29,14 @@ def load_classifier_pred(out, name, ids, tuning_fp):
     if not path.is_file():
         return None, None
     z = load_npz(path, ["ids", "p_empty", "fingerprint"], HINT_PREDICT["classifier"])
-    _check_fp(path, _fp(path, z), tuning_fp)
+    check_pred_fingerprint(path, pred_fingerprint(path, z), tuning_fp)
     cids, p = [str(i) for i in z["ids"]], np.asarray(z["p_empty"], dtype=np.float64)
     if p.shape != (len(cids),) or not np.all(np.isfinite(p)):
         raise UserError(f"{path}: p_empty must be one finite value per id")
     extra = set(cids) - set(ids)
     if extra:
         raise UserError(f"{path}: id {sorted(extra)[0]} is not in the segmenter's prediction ({len(extra)} extra)")
-    return p[_align(path, cids, ids)], path
+    return p[align(path, cids, ids)], path
 
 
 def submit(data_dir, out_dir, pred, sample=None) -> dict:
@@ -65,7 +52,7 @@ def submit(data_dir, out_dir, pred, sample=None) -> dict:
 
     seg_path = out / "segmenter" / f"pred-{pred}.npz"
     z = load_npz(seg_path, ["ids", "prob", "p_salt", "fingerprint"], HINT_PREDICT["segmenter"])
-    _check_fp(seg_path, _fp(seg_path, z), tuning_fp)
+    check_pred_fingerprint(seg_path, pred_fingerprint(seg_path, z), tuning_fp)
     ids = [str(i) for i in z["ids"]]
     n = len(ids)
     if n == 0 or z["prob"].ndim != 3 or len(z["prob"]) != n or z["p_salt"].shape != (n,):

@@ -14,29 +14,19 @@ Only the images' OOF predictions are used, never the images being predicted. The
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
+from ensemble.inputs import load_oof
 from salt.cli import UserError, run_cli
-from salt.folds import run_fingerprint
 
 THRESHOLDS = np.round(np.arange(0.20, 0.8001, 0.02), 2)      # mask binarisation
 EMPTY_THRESHOLDS = np.round(np.arange(0.05, 0.9501, 0.025), 3)  # P(empty) above which a mask is zeroed
 WEIGHTS = np.round(np.linspace(0.0, 1.0, 11), 2)             # weight of the classifier in P(empty)
 MIN_AREAS = np.array([0, 5, 10, 15, 20, 30, 40, 50, 60, 80, 100, 125, 150, 200, 250, 300])
 EPS = 1e-9  # a rule must raise the score by more than this to be kept
-
-# Where each input comes from (shown in error messages).
-HINT_SEGMENTER = "make train-segmenter"
-HINT_CLASSIFIER = "make train-classifier"
-HINT_TUNE = "make submit (python -m ensemble.tune)"
-HINT_PREDICT = {"segmenter": "make submit (python -m segmenter.predict --name NAME)",
-                "classifier": "make submit (python -m classifier.predict --name NAME)"}
-
 
 # ----------------------------------------------------------------------------------------------- rules
 def combined_p_empty(p_empty, p_salt, w) -> np.ndarray:
@@ -190,116 +180,6 @@ def tune_arrays(truth, prob, p_salt, p_empty, fold, thresholds=THRESHOLDS,
     res["segmenter_only"] = run(None) if p_empty is not None else {
         k: res[k] for k in ("params", "steps", "final", "sweeps")}
     return res
-
-
-# ------------------------------------------------------------------------------------------ file inputs
-def read_json(path, hint) -> dict:
-    """Read a JSON file; UserError naming the file (and what produces it) if missing or unreadable."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: not found; run {hint}")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path}: unreadable JSON ({type(e).__name__}: {str(e).splitlines()[0]})") from None
-
-
-def load_npz(path, keys, hint) -> dict:
-    """Load the arrays `keys` from an npz file; UserError if missing, unreadable or lacking a key."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: not found; run {hint}")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in keys if k not in z.files]
-            if missing:
-                raise UserError(f"{path}: missing array {missing[0]!r} (have {', '.join(z.files)})")
-            return {k: z[k] for k in keys}
-    except UserError:
-        raise
-    except Exception as e:
-        raise UserError(f"{path}: unreadable npz ({type(e).__name__}: {e})") from None
-
-
-def _expected_fingerprint(data_dir, out_dir, train=None) -> str:
-    """Fingerprint of the current data + folds (salt.folds.run_fingerprint), as the models record it."""
-    from salt.data import load_train
-
-    out = Path(out_dir)
-    folds_csv = out / "folds.csv"
-    if not folds_csv.is_file():
-        raise UserError(f"{folds_csv}: not found; run {HINT_SEGMENTER} (training writes the folds)")
-    if train is None:
-        train = load_train(data_dir, cache_dir=out / "cache")
-    return run_fingerprint(train, folds_csv)
-
-
-def check_fingerprint(path, metrics, expected) -> str:
-    """UserError unless metrics["fingerprint"] == expected; returns it."""
-    fp = metrics.get("fingerprint")
-    if fp != expected:
-        raise UserError(f"{path}: model trained on other data or folds (fingerprint {fp}, expected {expected}); "
-                        "retrain or use another OUT")
-    return fp
-
-
-def _align(path, ids, want) -> np.ndarray:
-    """Index array putting `ids` (from `path`) in the order of `want`; UserError if any is missing."""
-    pos = {str(i): k for k, i in enumerate(ids)}
-    if len(pos) != len(ids):
-        raise UserError(f"{path}: duplicate ids")
-    missing = [i for i in want if i not in pos]
-    if missing:
-        raise UserError(f"{path}: no prediction for id {missing[0]} ({len(missing)} of {len(want)} missing)")
-    return np.array([pos[i] for i in want], dtype=np.int64)
-
-
-def load_oof(data_dir, out_dir) -> dict:
-    """Check fingerprints and load the OOF inputs aligned on the segmenter's OOF ids:
-    {ids, fold, truth, images, prob, p_salt, p_empty|None, seg_metrics, clf_metrics|None, fingerprint}."""
-    from salt.data import load_train
-
-    out = Path(out_dir)
-    seg_mpath, clf_mpath = out / "segmenter" / "metrics.json", out / "classifier" / "metrics.json"
-    clf_oof_path = out / "classifier" / "oof.csv"
-    seg_metrics = read_json(seg_mpath, HINT_SEGMENTER)
-    has_clf = clf_mpath.is_file() or clf_oof_path.is_file()
-    clf_metrics = read_json(clf_mpath, HINT_CLASSIFIER) if has_clf else None
-
-    train = load_train(data_dir, cache_dir=out / "cache")
-    expected = _expected_fingerprint(data_dir, out, train)
-    check_fingerprint(seg_mpath, seg_metrics, expected)
-    if clf_metrics is not None:
-        check_fingerprint(clf_mpath, clf_metrics, expected)
-
-    seg_path = out / "segmenter" / "oof.npz"
-    z = load_npz(seg_path, ["ids", "fold", "prob", "p_salt"], HINT_SEGMENTER)
-    ids = [str(i) for i in z["ids"]]
-    n = len(ids)
-    if z["prob"].shape != (n,) + train.images.shape[1:] or z["p_salt"].shape != (n,) or z["fold"].shape != (n,):
-        raise UserError(f"{seg_path}: inconsistent shapes (ids {n}, prob {z['prob'].shape}, "
-                        f"p_salt {z['p_salt'].shape}, fold {z['fold'].shape})")
-    if set(ids) != set(train.ids):
-        raise UserError(f"{seg_path}: covers {len(set(ids) & set(train.ids))} of the {len(train.ids)} training "
-                        f"images of {data_dir} (plus {len(set(ids) - set(train.ids))} others); re-run {HINT_SEGMENTER}")
-    t_idx = _align(data_dir, train.ids, ids)
-
-    p_empty = None
-    if clf_metrics is not None:
-        if not clf_oof_path.is_file():
-            raise UserError(f"{clf_oof_path}: not found; run {HINT_CLASSIFIER}")
-        try:
-            df = pd.read_csv(clf_oof_path, dtype={"id": str})
-        except Exception as e:
-            raise UserError(f"{clf_oof_path}: unreadable CSV ({type(e).__name__})") from None
-        if not {"id", "p_empty"} <= set(df.columns):
-            raise UserError(f"{clf_oof_path}: need columns id, p_empty (have {', '.join(df.columns)})")
-        p_empty = df["p_empty"].to_numpy(dtype=np.float64)[_align(clf_oof_path, list(df["id"]), ids)]
-        if not np.all(np.isfinite(p_empty)):
-            raise UserError(f"{clf_oof_path}: p_empty has non-finite values")
-    return {"ids": ids, "fold": z["fold"].astype(np.int64), "truth": train.masks[t_idx],
-            "images": train.images[t_idx], "prob": z["prob"], "p_salt": z["p_salt"].astype(np.float64),
-            "p_empty": p_empty, "seg_metrics": seg_metrics, "clf_metrics": clf_metrics, "fingerprint": expected}
 
 
 def tune(data_dir, out_dir) -> dict:

@@ -1,0 +1,248 @@
+"""The ensemble's file inputs, read and checked in one place: JSON and npz files, the id alignment, the
+fingerprint checks, the out-of-fold predictions (for tuning and the report), the models' test predictions
+(for the submission) and the mosaic.
+
+Every problem is a one-line UserError that names the file (and, for a missing one, what produces it).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from salt.cli import UserError
+from salt.folds import run_fingerprint
+
+# Where each input comes from (shown in error messages).
+HINT_SEGMENTER = "make train-segmenter"
+HINT_CLASSIFIER = "make train-classifier"
+HINT_TUNE = "make submit (python -m ensemble.tune)"
+HINT_PREDICT = {"segmenter": "make submit (python -m segmenter.predict --name NAME)",
+                "classifier": "make submit (python -m classifier.predict --name NAME)"}
+HINT_MOSAIC = "python -m salt.mosaic --data DATA --out OUT"
+
+
+def read_json(path, hint) -> dict:
+    """Read a JSON file; UserError naming the file (and what produces it) if missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: not found; run {hint}")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: unreadable JSON ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+
+
+def load_npz(path, keys, hint) -> dict:
+    """Load the arrays `keys` from an npz file; UserError if missing, unreadable or lacking a key."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: not found; run {hint}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in keys if k not in z.files]
+            if missing:
+                raise UserError(f"{path}: missing array {missing[0]!r} (have {', '.join(z.files)})")
+            return {k: z[k] for k in keys}
+    except UserError:
+        raise
+    except Exception as e:
+        raise UserError(f"{path}: unreadable npz ({type(e).__name__}: {e})") from None
+
+
+def npz_keys(path, hint) -> list[str]:
+    """The names of the arrays in an npz file (without loading them); UserError if missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: not found; run {hint}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return list(z.files)
+    except Exception as e:
+        raise UserError(f"{path}: unreadable npz ({type(e).__name__}: {e})") from None
+
+
+def align(path, ids, want) -> np.ndarray:
+    """Index array putting `ids` (read from `path`) in the order of `want`; UserError if an id of `want` is
+    missing or `ids` has duplicates."""
+    pos = {str(i): k for k, i in enumerate(ids)}
+    if len(pos) != len(ids):
+        raise UserError(f"{path}: duplicate ids")
+    missing = [i for i in want if i not in pos]
+    if missing:
+        raise UserError(f"{path}: no prediction for id {missing[0]} ({len(missing)} of {len(want)} missing)")
+    return np.array([pos[i] for i in want], dtype=np.int64)
+
+
+# ------------------------------------------------------------------------------------------ fingerprints
+def expected_fingerprint(data_dir, out_dir, train=None) -> str:
+    """Fingerprint of the current data + folds (salt.folds.run_fingerprint), as the models record it."""
+    from salt.data import load_train
+
+    out = Path(out_dir)
+    folds_csv = out / "folds.csv"
+    if not folds_csv.is_file():
+        raise UserError(f"{folds_csv}: not found; run {HINT_SEGMENTER} (training writes the folds)")
+    if train is None:
+        train = load_train(data_dir, cache_dir=out / "cache")
+    return run_fingerprint(train, folds_csv)
+
+
+def check_fingerprint(path, metrics, expected) -> str:
+    """UserError unless metrics["fingerprint"] == expected; returns it."""
+    fp = metrics.get("fingerprint")
+    if fp != expected:
+        raise UserError(f"{path}: model trained on other data or folds (fingerprint {fp}, expected {expected}); "
+                        "retrain or use another OUT")
+    return fp
+
+
+def pred_fingerprint(path, z) -> str:
+    """The 0-d fingerprint string stored in a prediction npz (loaded as the dict `z`)."""
+    try:
+        return str(np.asarray(z["fingerprint"]).reshape(()).item())
+    except ValueError:
+        raise UserError(f"{path}: fingerprint is not a single string") from None
+
+
+def check_pred_fingerprint(path, fp, tuning_fp) -> None:
+    """UserError unless a prediction's fingerprint is the tuning's."""
+    if fp != tuning_fp:
+        raise UserError(f"{path}: predicted by a model trained on other data or folds (fingerprint {fp}, "
+                        f"tuning has {tuning_fp}); re-run the prediction or the tuning")
+
+
+# --------------------------------------------------------------------------------------- out of fold
+def load_oof(data_dir, out_dir) -> dict:
+    """Check fingerprints and load the OOF inputs aligned on the segmenter's OOF ids:
+    {ids, fold, truth, images, prob, p_salt, p_empty|None, seg_metrics, clf_metrics|None, fingerprint}."""
+    from salt.data import load_train
+
+    out = Path(out_dir)
+    seg_mpath, clf_mpath = out / "segmenter" / "metrics.json", out / "classifier" / "metrics.json"
+    clf_oof_path = out / "classifier" / "oof.csv"
+    seg_metrics = read_json(seg_mpath, HINT_SEGMENTER)
+    has_clf = clf_mpath.is_file() or clf_oof_path.is_file()
+    clf_metrics = read_json(clf_mpath, HINT_CLASSIFIER) if has_clf else None
+
+    train = load_train(data_dir, cache_dir=out / "cache")
+    expected = expected_fingerprint(data_dir, out, train)
+    check_fingerprint(seg_mpath, seg_metrics, expected)
+    if clf_metrics is not None:
+        check_fingerprint(clf_mpath, clf_metrics, expected)
+
+    seg_path = out / "segmenter" / "oof.npz"
+    z = load_npz(seg_path, ["ids", "fold", "prob", "p_salt"], HINT_SEGMENTER)
+    ids = [str(i) for i in z["ids"]]
+    n = len(ids)
+    if z["prob"].shape != (n,) + train.images.shape[1:] or z["p_salt"].shape != (n,) or z["fold"].shape != (n,):
+        raise UserError(f"{seg_path}: inconsistent shapes (ids {n}, prob {z['prob'].shape}, "
+                        f"p_salt {z['p_salt'].shape}, fold {z['fold'].shape})")
+    if set(ids) != set(train.ids):
+        raise UserError(f"{seg_path}: covers {len(set(ids) & set(train.ids))} of the {len(train.ids)} training "
+                        f"images of {data_dir} (plus {len(set(ids) - set(train.ids))} others); re-run {HINT_SEGMENTER}")
+    t_idx = align(data_dir, train.ids, ids)
+
+    p_empty = None
+    if clf_metrics is not None:
+        if not clf_oof_path.is_file():
+            raise UserError(f"{clf_oof_path}: not found; run {HINT_CLASSIFIER}")
+        try:
+            df = pd.read_csv(clf_oof_path, dtype={"id": str})
+        except Exception as e:
+            raise UserError(f"{clf_oof_path}: unreadable CSV ({type(e).__name__})") from None
+        if not {"id", "p_empty"} <= set(df.columns):
+            raise UserError(f"{clf_oof_path}: need columns id, p_empty (have {', '.join(df.columns)})")
+        p_empty = df["p_empty"].to_numpy(dtype=np.float64)[align(clf_oof_path, list(df["id"]), ids)]
+        if not np.all(np.isfinite(p_empty)):
+            raise UserError(f"{clf_oof_path}: p_empty has non-finite values")
+    return {"ids": ids, "fold": z["fold"].astype(np.int64), "truth": train.masks[t_idx],
+            "images": train.images[t_idx], "prob": z["prob"], "p_salt": z["p_salt"].astype(np.float64),
+            "p_empty": p_empty, "seg_metrics": seg_metrics, "clf_metrics": clf_metrics, "fingerprint": expected}
+
+
+# ---------------------------------------------------------------------------------------------- mosaic
+def mosaic_path(out_dir) -> Path:
+    return Path(out_dir) / "mosaic.csv"
+
+
+def load_mosaic(out_dir, required=False):
+    """OUT/mosaic.csv as a DataFrame (id, mosaic, row, col), or None when it does not exist (UserError
+    instead when `required`). A file that exists but is bad is always a UserError."""
+    from salt.mosaic import read_mosaic
+
+    path = mosaic_path(out_dir)
+    if not path.is_file():
+        if required:
+            raise UserError(f"{path}: not found, and the tuned rules propagate vertical masks through it; "
+                            f"run {HINT_MOSAIC} or re-run the tuning")
+        return None
+    return read_mosaic(path)
+
+
+# ----------------------------------------------------------------------------------- test predictions
+def load_seg_pred_meta(path, tuning_fp) -> dict:
+    """Ids, image-head P(salt) and which per-fold arrays a segmenter prediction file holds, fingerprint
+    checked; the pixel probabilities are read later, one array at a time (`read_array`).
+    Returns {ids, keys, folds (list, [] without per-fold arrays), missing (why there are no per-fold arrays)}."""
+    keys = npz_keys(path, HINT_PREDICT["segmenter"])
+    missing = [k for k in ("ids", "fingerprint", "prob", "p_salt") if k not in keys]
+    if missing:
+        raise UserError(f"{path}: missing array {missing[0]!r} (have {', '.join(keys)})")
+    z = load_npz(path, ["ids", "fingerprint"], HINT_PREDICT["segmenter"])
+    check_pred_fingerprint(path, pred_fingerprint(path, z), tuning_fp)
+    ids = [str(i) for i in z["ids"]]
+    if len(set(ids)) != len(ids):
+        raise UserError(f"{path}: duplicate ids")
+    return {"ids": ids, "keys": keys, **fold_keys(path, keys, ["prob", "p_salt"])}
+
+
+def fold_keys(path, keys, names) -> dict:
+    """Which folds a prediction file has its own arrays for: {folds: [k...], missing: reason or None}.
+    Needs `folds` and, for each k of it, NAME_fold{k} for every NAME of `names`."""
+    name = f"{Path(path).parent.name}/{Path(path).name}"
+    if "folds" not in keys:
+        return {"folds": [], "missing": f"{name} has no per-fold arrays"}
+    folds = [int(k) for k in read_array(path, "folds").reshape(-1)]
+    absent = [f"{n}_fold{k}" for k in folds for n in names if f"{n}_fold{k}" not in keys]
+    if not folds or absent:
+        return {"folds": [], "missing": f"{name} lacks {absent[0] if absent else 'any fold'}"}
+    return {"folds": folds, "missing": None}
+
+
+def read_array(path, key) -> np.ndarray:
+    """One array of an npz file (which must hold it)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return z[key]
+    except Exception as e:
+        raise UserError(f"{path}: unreadable array {key!r} ({type(e).__name__}: {e})") from None
+
+
+def load_clf_pred_meta(path, ids, tuning_fp) -> dict | None:
+    """A classifier prediction file's P(empty) arrays, aligned on `ids` (the segmenter's), or None if the
+    file is absent. Returns {path, p_empty (N,), by_fold {k: (N,)}, folds, missing}."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    keys = npz_keys(path, HINT_PREDICT["classifier"])
+    z = load_npz(path, ["ids", "p_empty", "fingerprint"], HINT_PREDICT["classifier"])
+    check_pred_fingerprint(path, pred_fingerprint(path, z), tuning_fp)
+    cids = [str(i) for i in z["ids"]]
+    extra = set(cids) - set(ids)
+    if extra:
+        raise UserError(f"{path}: id {sorted(extra)[0]} is not in the segmenter's prediction ({len(extra)} extra)")
+    idx = align(path, cids, ids)
+    fk = fold_keys(path, keys, ["p_empty"])
+
+    def vec(name, p):
+        p = np.asarray(p, dtype=np.float64)
+        if p.shape != (len(cids),) or not np.all(np.isfinite(p)):
+            raise UserError(f"{path}: {name} must be one finite value per id")
+        return p[idx]
+
+    return {"path": path, "p_empty": vec("p_empty", z["p_empty"]),
+            "by_fold": {k: vec(f"p_empty_fold{k}", read_array(path, f"p_empty_fold{k}")) for k in fk["folds"]},
+            "folds": fk["folds"], "missing": fk["missing"]}
