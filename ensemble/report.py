@@ -4,7 +4,8 @@ What it answers, in order: how good the run is (summary; each model's scores per
 (out-of-fold score by salt coverage class, false positives on empty images, missed salt, and examples
 drawn large: truth filled, prediction outlined), how training went (per fold and stage: training loss
 and validation score per epoch, against epochs and, where the logs hold ``epoch_s``, against minutes),
-what the ensemble tuning chose, the classifier's ROC curve, the presets, and the time each step took.
+what the ensemble tuning chose and how each rule fared on folds it was not tuned on, the classifier's ROC
+curve, the presets, and the time each step took.
 Figures are PNGs embedded as base64 data URIs; the page references no other file.
 """
 from __future__ import annotations
@@ -19,8 +20,8 @@ import numpy as np
 from ensemble import coverage as cov
 from ensemble import figures, training_logs
 from ensemble.page import e, figure, minutes, note, num, page, pct, section, short, table
-from ensemble.inputs import HINT_TUNE, load_oof, read_json
-from ensemble.tune import apply_rules, describe
+from ensemble.inputs import HINT_TUNE, load_mosaic, load_oof, read_json
+from ensemble.tune import apply_rules, describe, oof_context
 from salt.cli import run_cli
 
 N_WORST = 4        # worst images shown per coverage class
@@ -36,13 +37,19 @@ METRIC_LABELS = {"score": ("competition score", 4), "threshold": ("mask threshol
 
 # --------------------------------------------------------------------------- tuning.json, read in one place
 def tuning_steps(t) -> list[dict]:
-    """The tuning steps: each {name, kept, params, note, overall, folds}."""
+    """The tuning steps: each {name, kept, params, note, overall, folds (in-sample), nested {overall, folds},
+    gains, gain_mean, gain_se}; a tuning.json from before nested tuning has no nested scores or gains."""
     return list(t.get("steps") or [])
 
 
 def tuning_final(t) -> dict:
-    """The final rules' out-of-fold score: {overall, folds}."""
+    """The final rules' out-of-fold score: {overall, folds} in-sample, and nested {overall, folds}."""
     return t.get("final") or {}
+
+
+def nested(s) -> dict:
+    """A step's (or the final rules') nested scores {overall, folds}, {} if it has none."""
+    return (s or {}).get("nested") or {}
 
 
 def tuning_params(t) -> dict:
@@ -63,7 +70,8 @@ def alone_params(t) -> dict:
     """The rules of the segmenter alone: the first step's mask threshold and nothing else."""
     steps = tuning_steps(t)
     thr = (steps[0].get("params") or {}).get("threshold") if steps else None
-    return {"threshold": tuning_params(t)["threshold"] if thr is None else thr, "empty_rule": None, "min_area": 0}
+    return {"threshold": tuning_params(t)["threshold"] if thr is None else thr, "empty_rule": None, "min_area": 0,
+            "vertical": False, "constant_empty": False}
 
 
 def params_text(p) -> str:
@@ -75,6 +83,13 @@ def params_text(p) -> str:
         src = ("the classifier's P(empty)" if w == 1 else "1 &minus; the segmenter's P(salt)" if w == 0 else
                f"{w:g} &times; classifier + {1 - w:g} &times; (1 &minus; segmenter's P(salt))")
         return f"zero the mask if {src} &gt; {num(p.get('threshold'), 3)}"
+    if p.get("vertical"):
+        n = p.get("tiles")
+        return ("a vertical mask continues into the tiles below it" +
+                ("" if n is None else f" ({int(n)} tile{'' if n == 1 else 's'} out of fold)"))
+    if p.get("constant_empty"):
+        n = p.get("images")
+        return "constant images are empty" + ("" if n is None else f" ({int(n)} image{'' if n == 1 else 's'})")
     parts = []
     for k, v in p.items():
         if k == "threshold":
@@ -306,27 +321,54 @@ def stage_table(stages, spec) -> str:
     return table(header + ["time", "reading"], rows, left=3, left_last=True)
 
 
+def gain_text(s) -> str:
+    """A step's mean per-fold nested gain &plusmn; its standard error ("" where it has none)."""
+    m, se = s.get("gain_mean"), s.get("gain_se")
+    if m is None or se is None:
+        return ""
+    return f"{m:+.4f} &plusmn; {se:.4f}"
+
+
 def tuning_section(tuning) -> tuple:
     folds = tuning_folds(tuning)
+    has_nested = any(nested(s) for s in tuning_steps(tuning))
     rows = []
     for s in tuning_steps(tuning):
-        fs = s.get("folds") or [None] * len(folds)
+        ns = nested(s) if has_nested else {"overall": s.get("overall"), "folds": s.get("folds")}
+        fs = ns.get("folds") or [None] * len(folds)
         kept = "yes" if s.get("kept") else ("skipped" if s.get("overall") is None else "no")
-        rows.append([e(s.get("name", "?"))] + [num(v) for v in fs] + [f"<b>{num(s.get('overall'))}</b>",
-                    f'<span class="{"kept" if s.get("kept") else "rejected"}">{kept}</span>',
-                    params_text(s.get("params")) or e(s.get("note", ""))])
+        rows.append([e(s.get("name", "?"))] + [num(v) for v in fs] + [f"<b>{num(ns.get('overall'))}</b>"]
+                    + ([gain_text(s), num(s.get("overall"))] if has_nested else [])
+                    + [f'<span class="{"kept" if s.get("kept") else "rejected"}">{kept}</span>',
+                       params_text(s.get("params")) or e(s.get("note", ""))])
     final = tuning_final(tuning)
-    rows.append(["final (kept rules)"] + [num(v) for v in final.get("folds") or [None] * len(folds)]
-                + [f"<b>{num(final.get('overall'))}</b>", "", ""])
-    body = ["<p>Each rule is kept only if it raises the out-of-fold competition score over the step before. "
-            "A rejected step shows the score of its best setting tried.</p>",
-            table(["step"] + [f"fold {k}" for k in folds] + ["out-of-fold", "kept", "parameters (best tried)"],
-                  rows, total_last=True, left_last=True),
+    fn = nested(final) if has_nested else final
+    rows.append(["final (kept rules)"] + [num(v) for v in fn.get("folds") or [None] * len(folds)]
+                + [f"<b>{num(fn.get('overall'))}</b>"] + (["", num(final.get("overall"))] if has_nested else [])
+                + ["", ""])
+    if has_nested:
+        intro = ("<p><i>Nested</i>: each fold's score comes from rules tuned on the other folds only, so no score "
+                 "is measured on the images its rules were tuned on. A rule is kept only if its mean gain over the "
+                 "folds (nested, against the rules kept before it) is positive and larger than its standard error "
+                 "(&plusmn;); <i>in-sample</i> is tuned and scored on all out-of-fold predictions, for comparison "
+                 "(it never falls when a rule is added). Parameters are fitted on all folds; a rejected step "
+                 "shows those it would have had.</p>")
+        header = ["step"] + [f"fold {k}" for k in folds] + ["nested", "gain ± s.e.", "in-sample", "kept",
+                                                            "parameters (fitted on all folds)"]
+    else:
+        intro = ("<p>This tuning predates nested tuning: each rule was kept if it raised the out-of-fold score "
+                 "over the step before, tuned and scored on the same predictions. A rejected step shows the score "
+                 "of its best setting tried.</p>")
+        header = ["step"] + [f"fold {k}" for k in folds] + ["out-of-fold", "kept", "parameters (best tried)"]
+    body = [intro, table(header, rows, total_last=True, left_last=True),
             f"<p>Chosen: <b>{e(describe(tuning_params(tuning)))}</b>.</p>"]
     so = tuning.get("segmenter_only") or {}
     if tuning.get("params_segmenter_only") and so.get("final"):
+        sf = so["final"]
+        score = (f"nested {num(nested(sf).get('overall'))} (in-sample {num(sf.get('overall'))})" if nested(sf)
+                 else f"out-of-fold {num(sf.get('overall'))}")
         body.append(f"<p>Rules for a submission without the classifier: {e(describe(tuning['params_segmenter_only']))}"
-                    f", out-of-fold {num(so['final'].get('overall'))}.</p>")
+                    f", {score}.</p>")
     fig = figures.curves_figure(tuning_sweeps(tuning))
     if fig is not None:
         body += ["<h3>Score against each tuned parameter</h3>",
@@ -360,7 +402,8 @@ def submission_section(submit) -> tuple:
                                                    "is missing).</p>")
     return section("submission", "Submission",
                    f"<p><code>{e(submit.get('path'))}</code>: {e(submit.get('n_images'))} images, "
-                   f"{e(submit.get('n_empty'))} empty masks, {e(submit.get('mode'))}, rows in "
+                   f"{e(submit.get('n_empty'))} empty masks, {e(submit.get('mode'))}"
+                   + (f" ({e(submit['combine_note'])})" if submit.get("combine_note") else "") + ", rows in "
                    f"{e(submit.get('order'))}; prediction set <code>{e(submit.get('pred'))}</code>.</p>")
 
 
@@ -382,22 +425,33 @@ def report(data_dir, out_dir) -> Path:
     sub_path = out / "ensemble" / "submit.json"
     submit = json.loads(sub_path.read_text()) if sub_path.is_file() else None
     d = load_oof(data_dir, out)
+    mosaic = load_mosaic(out, required=bool(tuning_params(tuning).get("vertical")))
+    context = oof_context(d["ids"], d["images"], d["fold"], d["truth"], mosaic)
     seg, clf = d["seg_metrics"], d["clf_metrics"]
     seg_run, clf_run = _json_or_empty(out / "segmenter" / "run.json"), _json_or_empty(out / "classifier" / "run.json")
     n = len(d["ids"])
 
-    pred = apply_rules(d["prob"], d["p_salt"], d["p_empty"], tuning_params(tuning))
+    pred = apply_rules(d["prob"], d["p_salt"], d["p_empty"], tuning_params(tuning), context)
     scores = image_scores(d["truth"], pred)
     alone = apply_rules(d["prob"], d["p_salt"], d["p_empty"], alone_params(tuning))
     scores_alone = image_scores(d["truth"], alone)
     del alone
 
     final = tuning_final(tuning)
-    fold_scores = [v for v in final.get("folds") or [] if isinstance(v, (int, float))]
     steps = tuning_steps(tuning)
+    if nested(final):  # the honest score first: each fold scored with rules tuned on the other folds
+        shown = nested(final)
+        alone_score = nested(steps[0]).get("overall") if steps else None
+        headline = (f"<b>{num(shown.get('overall'))}</b> with the tuned rules, nested (each fold scored with rules "
+                    f"tuned on the other folds; in-sample {num(final.get('overall'))}; segmenter alone "
+                    f"{num(alone_score)})")
+    else:
+        shown = final
+        headline = (f"<b>{num(final.get('overall'))}</b> with the tuned rules (segmenter alone: "
+                    f"{num(steps[0].get('overall') if steps else None)})")
+    fold_scores = [v for v in shown.get("folds") or [] if isinstance(v, (int, float))]
     inits = "; ".join(f"{name} {_init_cell(m)}" for name, m in (("segmenter", seg), ("classifier", clf)) if m)
-    intro = (f"<p class=\"big\">Out-of-fold competition score <b>{num(final.get('overall'))}</b> with the tuned "
-             f"rules (segmenter alone: {num(steps[0].get('overall') if steps else None)})"
+    intro = (f"<p class=\"big\">Out-of-fold competition score {headline}"
              + (f", folds from {num(min(fold_scores))} to {num(max(fold_scores))}" if fold_scores else "")
              + f". {n} training images, {len(tuning_folds(tuning))} folds; {inits}.</p>"
              f"<p class=\"muted\">Data <code>{e(data_dir)}</code>, run <code>{e(out)}</code>, fingerprint "

@@ -280,20 +280,52 @@ def test_metrics_tables_hold_metrics_json(run):
     assert "{" not in "".join(c for t in page.tables for r in t["rows"] for c in r)  # no raw JSON dict in a table
 
 
+def _cell(v, fmt="{:.4f}"):
+    return "–" if v is None else fmt.format(v)
+
+
 def test_tuning_table_holds_tuning_json(run):
     out, page = run
     t = json.loads((out / "ensemble" / "tuning.json").read_text())
     rows = page.table("Ensemble tuning")
-    assert rows[0][:K + 2] == ["step"] + [f"fold {k}" for k in t["folds"]] + ["out-of-fold"]
+    assert rows[0] == ["step"] + [f"fold {k}" for k in t["folds"]] + [
+        "nested", "gain ± s.e.", "in-sample", "kept", "parameters (fitted on all folds)"]
     for s in t["steps"]:
         r = row(rows, s["name"])
-        want = ["&ndash;" if v is None else f"{v:.4f}" for v in (s["folds"] or [None] * K)]
-        assert r[1:K + 1] == [w.replace("&ndash;", "–") for w in want]
-        assert r[K + 1] == ("–" if s["overall"] is None else f"{s['overall']:.4f}")
-        assert r[K + 2] == ("yes" if s["kept"] else "skipped" if s["overall"] is None else "no")
+        nested = s["nested"] or {"folds": [None] * K, "overall": None}
+        assert r[1:K + 1] == [_cell(v) for v in nested["folds"]]  # per fold: the nested (honest) scores
+        assert r[K + 1] == _cell(nested["overall"])
+        assert r[K + 2] == ("" if s["gain_mean"] is None else f"{s['gain_mean']:+.4f} ± {s['gain_se']:.4f}")
+        assert r[K + 3] == _cell(s["overall"])  # in-sample
+        assert r[K + 4] == ("yes" if s["kept"] else "skipped" if s["overall"] is None else "no")
+    assert any(s["gain_mean"] is not None for s in t["steps"])
     fin = row(rows, "final (kept rules)")
-    assert fin[1:K + 2] == [f"{v:.4f}" for v in t["final"]["folds"]] + [f"{t['final']['overall']:.4f}"]
+    assert fin[1:K + 4] == [f"{v:.4f}" for v in t["final"]["nested"]["folds"]] + [
+        f"{t['final']['nested']['overall']:.4f}", "", f"{t['final']['overall']:.4f}"]
     assert row(rows, "segmenter alone")[-1] == f"mask threshold {t['steps'][0]['params']['threshold']:.2f}"
+    text = " ".join((out / "report.html").read_text().split())
+    assert "<i>Nested</i>: each fold's score comes from rules tuned on the other folds only" in text
+    assert f"<b>{t['final']['nested']['overall']:.4f}</b> with the tuned rules, nested" in text
+
+
+def test_tuning_json_from_before_nested_tuning(run_copy, data_dir):
+    from ensemble.report import report
+
+    out = run_copy
+    path = out / "ensemble" / "tuning.json"
+    t = json.loads(path.read_text())
+    old_keys = ("name", "kept", "params", "note", "overall", "folds")
+    t["steps"] = [{k: s[k] for k in old_keys} for s in t["steps"]]
+    t["final"] = {k: t["final"][k] for k in ("overall", "folds")}
+    t["params"] = {k: t["params"][k] for k in ("threshold", "empty_rule", "min_area")}
+    write_json(path, t)
+    page = Page(report(data_dir, out).read_text())
+    rows = page.table("Ensemble tuning")
+    assert rows[0] == ["step"] + [f"fold {k}" for k in t["folds"]] + ["out-of-fold", "kept", "parameters (best tried)"]
+    for s in t["steps"]:
+        r = row(rows, s["name"])
+        assert r[1:K + 2] == [_cell(v) for v in (s["folds"] or [None] * K)] + [_cell(s["overall"])]
+    assert row(rows, "final (kept rules)")[K + 1] == f"{t['final']['overall']:.4f}"
 
 
 def test_coverage_table_counts_by_hand(run, data_dir):
