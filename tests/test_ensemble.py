@@ -17,6 +17,7 @@ from salt.data import fingerprint, load_images, load_train
 from salt.folds import load_or_make_folds
 from salt.io import save_npz, write_csv, write_json
 from salt.metric import competition_score, image_scores
+from salt.rle import encode
 from salt.rle import read_rle_csv
 from ensemble.tune import (THRESHOLDS, TileContext, apply_rules, apply_rules_by_fold, decide, oof_context,
                            submit_context, threshold_tables, tune, tune_arrays)
@@ -573,14 +574,15 @@ def _submitted(out, ids):
     return np.stack([got[k] for k in ids]), list(got)
 
 
-def test_submit_matches_rules_in_sample_order(run_copy, data_dir):
+def test_submit_mean_fallback_in_sample_order(run_copy, data_dir):
     from ensemble.submit import submit
 
     out, fp = run_copy
-    p = make_preds(data_dir, out, "t", fp)
+    p = make_preds(data_dir, out, "t", fp)  # no per-fold arrays: the mean of the folds
     r = cli("ensemble.submit", "--data", data_dir, "--out", out, "--pred", "t")
     assert r.returncode == 0, r.stderr
     assert "submission.csv" in r.stdout and f"{len(p['ids'])} images" in r.stdout
+    assert "mean of the folds (segmenter/pred-t.npz has no per-fold arrays)" in r.stdout
     tuning = json.loads((out / "ensemble" / "tuning.json").read_text())
     want = apply_rules(p["prob"], p["p_salt"], p["p_empty"], tuning["params"])
     got, order = _submitted(out, p["ids"])
@@ -588,8 +590,31 @@ def test_submit_matches_rules_in_sample_order(run_copy, data_dir):
     np.testing.assert_array_equal(got, want)
     rec = json.loads((out / "ensemble" / "submit.json").read_text())
     assert rec["n_images"] == len(p["ids"]) and rec["classifier"] is not None
+    assert rec["combine"] == "mean" and "no per-fold arrays" in rec["combine_note"] and rec["folds"] is None
     assert rec["n_empty"] == int((~want.reshape(len(want), -1).any(axis=1)).sum())
     assert submit(data_dir, out, "t")["n_empty"] == rec["n_empty"]
+
+
+def test_submit_votes_the_folds_own_predictions(run_copy, data_dir):
+    from ensemble.submit import submit
+
+    out, fp = run_copy
+    p = make_preds(data_dir, out, "v", fp, folds=[0, 1, 2])
+    tuning = json.loads((out / "ensemble" / "tuning.json").read_text())
+    assert tuning["params"]["empty_rule"]["w"] > 0  # the classifier's per-fold P(empty) is used
+    r = cli("ensemble.submit", "--data", data_dir, "--out", out, "--pred", "v")
+    assert r.returncode == 0, r.stderr
+    assert "majority vote of the rules applied to each of the 3 folds' predictions" in r.stdout
+    got, _ = _submitted(out, p["ids"])
+    np.testing.assert_array_equal(got, slow_vote(p["by_fold"], tuning["params"]))
+    mean = apply_rules(p["prob"], p["p_salt"], p["p_empty"], tuning["params"])
+    assert (got != mean).any()  # the vote is not the rules on the mean
+    rec = json.loads((out / "ensemble" / "submit.json").read_text())
+    assert rec["combine"] == "vote" and rec["folds"] == [0, 1, 2]
+    # the classifier's file without per-fold arrays: everything falls back to the mean
+    make_preds(data_dir, out, "w", fp, folds=[0, 1, 2], clf_folds=[])
+    rec = submit(data_dir, out, "w")
+    assert rec["combine"] == "mean" and "classifier/pred-w.npz has no per-fold arrays" in rec["combine_note"]
 
 
 def test_submit_segmenter_only_and_sorted_ids(run_copy, data_dir):
@@ -598,14 +623,54 @@ def test_submit_segmenter_only_and_sorted_ids(run_copy, data_dir):
     out, fp = run_copy
     all_ids, _ = load_images(Path(data_dir) / "test" / "images")
     sub_ids = list(all_ids)[:5][::-1]  # not the sample's folder: rows sorted by id
-    p = make_preds(data_dir, out, "s", fp, ids=sub_ids, classifier=False)
+    p = make_preds(data_dir, out, "s", fp, ids=sub_ids, classifier=False, folds=[0, 1, 2])
     rec = submit(data_dir, out, "s")
-    assert rec["classifier"] is None and rec["mode"] == "segmenter only"
+    assert rec["classifier"] is None and rec["mode"] == "segmenter only" and rec["combine"] == "vote"
     tuning = json.loads((out / "ensemble" / "tuning.json").read_text())
-    want = apply_rules(p["prob"], p["p_salt"], None, tuning["params_segmenter_only"])
+    want = slow_vote([(pk, sk, None) for pk, sk, _ in p["by_fold"]], tuning["params_segmenter_only"])
     got, order = _submitted(out, p["ids"])
     assert order == sorted(sub_ids)
     np.testing.assert_array_equal(got, want)
+
+
+def _rewrite_mask(data, i, mask):
+    """Give train image `i` of a data copy a new mask (PNG and train.csv)."""
+    import cv2
+
+    cv2.imwrite(str(data / "train" / "masks" / f"{i}.png"), mask.astype(np.uint16) * 65535)
+    df = pd.read_csv(data / "train.csv", dtype=str, keep_default_na=False)
+    df.loc[df["id"] == i, "rle_mask"] = encode(mask)
+    df.to_csv(data / "train.csv", index=False)
+
+
+def test_submit_tile_rules_after_the_vote(run_copy, data_copy):
+    import cv2
+    from ensemble.submit import submit
+
+    out, fp = run_copy
+    train_id = load_train(data_copy).ids[0]
+    _rewrite_mask(data_copy, train_id, WALL)
+    test_ids, _ = load_images(data_copy / "test" / "images")
+    a, b, c = test_ids[:3]
+    cv2.imwrite(str(data_copy / "test" / "images" / f"{c}.png"), np.full((101, 101, 3), 90, np.uint8))
+    write_csv(out / "mosaic.csv", mosaic_df({(0, 0, 0): train_id, (0, 1, 0): a, (0, 2, 0): b}))
+    path = out / "ensemble" / "tuning.json"
+    tuning = json.loads(path.read_text())
+    params = {**tuning["params"], "vertical": True, "constant_empty": True}
+    write_json(path, {**tuning, "params": params})
+    p = make_preds(data_copy, out, "m", fp, folds=[0, 1, 2])
+    rec = submit(data_copy, out, "m")
+    want = slow_vote(p["by_fold"], {**params, "vertical": False, "constant_empty": False})
+    pos = {k: n for n, k in enumerate(p["ids"])}
+    assert want[pos[c]].any() and (want[pos[a]] != WALL).any()  # the tile rules change these
+    want[pos[a]] = want[pos[b]] = WALL
+    want[pos[c]] = False
+    got, _ = _submitted(out, p["ids"])
+    np.testing.assert_array_equal(got, want)
+    assert rec["tile_rules"] == {"vertical_tiles": 2, "constant_images": 1} and rec["combine"] == "vote"
+    (out / "mosaic.csv").unlink()
+    with pytest.raises(UserError, match=r"mosaic\.csv: not found"):
+        submit(data_copy, out, "m")
 
 
 @pytest.mark.parametrize("existing", [True, False])
