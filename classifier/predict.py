@@ -15,14 +15,16 @@ from salt.cli import UserError, run_cli
 from training.predict import predict_command
 
 
-def fold_models(run_dir: Path) -> list[Path]:
-    """The best checkpoint of every fold's last stage."""
+def fold_models(run_dir: Path) -> dict[int, list[Path]]:
+    """{fold: [the best checkpoint of its last stage]}."""
     if not (run_dir / "metrics.json").exists():
         raise UserError(f"{run_dir / 'metrics.json'}: no trained classifier here; run `make train-classifier` first")
-    stage = json.loads((run_dir / "run.json").read_text())["config"]["stages"][-1]["name"]
-    paths = sorted(run_dir.glob(f"fold*/{stage}/best.keras"))
-    if not paths:
-        raise UserError(f"{run_dir}: no fold checkpoints; run `make train-classifier` first")
+    run = json.loads((run_dir / "run.json").read_text())
+    stage = run["config"]["stages"][-1]["name"]
+    paths = {k: [run_dir / f"fold{k}" / stage / "best.keras"] for k in range(run["folds"])}
+    missing = [p[0] for p in paths.values() if not p[0].exists()]
+    if missing:
+        raise UserError(f"{missing[0]}: checkpoint missing; run `make train-classifier` first")
     return paths
 
 
