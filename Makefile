@@ -76,11 +76,12 @@ train-segmenter: $(STAMP) $(MOSAIC)
 
 # Make trains whatever model is missing, then predicts TEST, tunes on out-of-fold predictions,
 # writes and validates the submission, and writes the report.
-submit: $(OUT)/segmenter/metrics.json $(OUT)/classifier/metrics.json
+# The tile mosaic (seconds) lets the tuning try the rules that follow labelled neighbours.
+submit: $(OUT)/segmenter/metrics.json $(OUT)/classifier/metrics.json $(OUT)/mosaic.csv
 	$(PY) -m segmenter.predict --out $(OUT) --images $(TEST) --name submit
 	$(PY) -m classifier.predict --out $(OUT) --images $(TEST) --name submit
 	$(PY) -m ensemble.tune --data $(DATA) --out $(OUT)
-	$(PY) -m ensemble.submit --data $(DATA) --out $(OUT) --pred submit
+	$(PY) -m ensemble.submit --data $(DATA) --out $(OUT) --pred submit --images $(TEST)
 	$(PY) -m ensemble.report --data $(DATA) --out $(OUT)
 
 # The whole pipeline on the built-in synthetic data set, with the smoke preset.
