@@ -8,12 +8,15 @@ import numpy as np
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from ensemble.training_logs import SPECS, by_fold
 
 TRUTH_COLOR = "#00b4ff"   # truth: filled
 PRED_COLOR = "#ff2d00"    # prediction: outlined
+TEST_FRAME_COLOR = "#ffd400"  # mosaics: the frame of a test tile
+NO_TILE_COLOR = "#d8d8d8"     # mosaics: a cell without a tile
 FOLD_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
                "#bcbd22", "#17becf"]
 
@@ -213,6 +216,43 @@ def tiles_figure(images, truth, pred, rows, titles: dict, ncols: int, tile_in: f
                     ax.text(0.5, 0.5, "no image in this class", transform=ax.transAxes, ha="center",
                             fontsize=9, color="#666")
     fig.tight_layout()
+    return fig
+
+
+def mosaic_figure(image, truth, pred, test_cells, empty_cells, tile_px: int = 101, max_w: float = 10.0,
+                  max_h: float = 12.0, tile_in: float = 1.8) -> Figure:
+    """One mosaic (salt.mosaic.mosaic_canvas's picture) in one panel: train tiles with their true masks
+    filled blue, test tiles framed yellow with the submitted masks filled light red and outlined red, cells
+    without a tile grey. `truth` holds the train tiles' masks only and `pred` the test tiles' (bool, the
+    image's shape); `test_cells` and `empty_cells` are (row, col) cells. A tile is drawn at most `tile_in`
+    inches, the panel within `max_w` x `max_h` inches; a legend below."""
+    rows, cols = image.shape[0] // tile_px, image.shape[1] // tile_px
+    t = min(tile_in, max_w / cols, max_h / rows)
+    fig = Figure(figsize=(max(cols * t, 4.0), rows * t + 0.7))
+    ax = fig.add_axes((0, 0.7 / (rows * t + 0.7), 1, rows * t / (rows * t + 0.7)))
+    ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+    for mask, color, alpha, lw in ((truth, TRUTH_COLOR, 0.45, 0.8), (pred, PRED_COLOR, 0.22, 1.6)):
+        if mask is not None and mask.any():
+            ax.imshow(np.ma.masked_where(~mask, np.ones(mask.shape)), cmap=ListedColormap([color]), alpha=alpha,
+                      vmin=0, vmax=1, interpolation="nearest")
+            _outline(ax, mask, color, lw)
+    for r, c in empty_cells:
+        ax.add_patch(Rectangle((c * tile_px - 0.5, r * tile_px - 0.5), tile_px, tile_px, facecolor=NO_TILE_COLOR,
+                               edgecolor="#b0b0b0", hatch="//", lw=0, zorder=3))
+    inset = 0.04 * tile_px  # inside the tile, so neighbouring frames stay apart
+    for r, c in test_cells:
+        ax.add_patch(Rectangle((c * tile_px - 0.5 + inset, r * tile_px - 0.5 + inset), tile_px - 2 * inset,
+                               tile_px - 2 * inset, fill=False, edgecolor=TEST_FRAME_COLOR, lw=1.3, zorder=4))
+    ax.set_xlim(-0.5, image.shape[1] - 0.5)
+    ax.set_ylim(image.shape[0] - 0.5, -0.5)
+    ax.axis("off")
+    handles = [Patch(facecolor=TRUTH_COLOR, alpha=0.6, edgecolor=TRUTH_COLOR, label="train tile: true mask"),
+               Patch(fill=False, edgecolor=TEST_FRAME_COLOR, lw=1.3, label="test tile"),
+               Patch(facecolor=(1, 0.18, 0, 0.22), edgecolor=PRED_COLOR, lw=1.6, label="test tile: submitted mask")]
+    if len(empty_cells):
+        handles.append(Patch(facecolor=NO_TILE_COLOR, edgecolor="#b0b0b0", hatch="//", label="no tile found"))
+    fig.legend(handles=handles, loc="lower center", ncol=2 if fig.get_figwidth() < 7 else len(handles),
+               frameon=False, fontsize=9)
     return fig
 
 

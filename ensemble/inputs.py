@@ -182,6 +182,29 @@ def load_mosaic(out_dir, required=False):
     return read_mosaic(path)
 
 
+def mosaic_images(folder, ids) -> tuple[dict, list]:
+    """The images of `ids` from `folder` (the test images salt.mosaic read), one PNG each rather than the
+    whole folder: ({id: uint8 (101, 101)}, ids without a readable image)."""
+    from salt.data import read_image
+
+    found, missing = {}, []
+    for i in ids:
+        try:
+            found[i] = read_image(Path(folder) / f"{i}.png")
+        except UserError:
+            missing.append(i)
+    return found, missing
+
+
+def submitted_masks(path, ids) -> dict:
+    """The masks a submission CSV (salt.rle's reader) holds for `ids`, {id: bool (101, 101)}; ids it lacks
+    are left out. UserError naming the file if it is missing or malformed."""
+    from salt.rle import read_rle_csv
+
+    masks = read_rle_csv(path)
+    return {i: masks[i] for i in ids if i in masks}
+
+
 # ----------------------------------------------------------------------------------- test predictions
 def load_seg_pred_meta(path, tuning_fp) -> dict:
     """Ids, image-head P(salt) and which per-fold arrays a segmenter prediction file holds, fingerprint
