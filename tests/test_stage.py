@@ -241,3 +241,16 @@ def test_fold_split_is_disjoint_and_covering():
         tr, va = kfold.fold_split(folds, f)
         assert set(tr).isdisjoint(va) and sorted([*tr, *va]) == list(range(7))
         assert (folds["fold"].to_numpy()[va] == f).all()
+
+
+def test_preset_settings_from_the_command_line():
+    preset = {"network": {"edge": True, "encoder_args": {"width": 1.0}}, "batch_size": 32}
+    runs.apply_setting(preset, "network.edge=false")
+    runs.apply_setting(preset, "network.encoder_args.width=0.5")
+    runs.apply_setting(preset, "snapshots=lovasz")
+    runs.apply_setting(preset, 'rounds=[{"loss": "lovasz", "epochs": 2, "lr": 0.001}]')
+    assert preset == {"network": {"edge": False, "encoder_args": {"width": 0.5}}, "batch_size": 32,
+                      "snapshots": "lovasz", "rounds": [{"loss": "lovasz", "epochs": 2, "lr": 0.001}]}
+    for bad in ("network.edge", "decoder.width=3", "=1"):
+        with pytest.raises(UserError, match="--set"):
+            runs.apply_setting(preset, bad)

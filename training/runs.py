@@ -63,6 +63,9 @@ def add_run_args(parser: argparse.ArgumentParser, presets: dict) -> None:
     parser.add_argument("--encoder-weights", help="imagenet, none or a weights file (default: the preset's)")
     parser.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every stage's epochs")
     parser.add_argument("--batch-size", type=int, help="override the preset's batch size")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one preset setting (repeatable), KEY dotted into nested settings, VALUE as "
+                             "JSON or a plain string: --set lovasz_symmetric=true --set network.edge=false")
     parser.add_argument("--checkpoint-every", type=float, default=stage.SAVE_EVERY_S, metavar="SECONDS",
                         help=f"write the resume state at most this often (default {stage.SAVE_EVERY_S:.0f} s) "
                              "and at the end of every stage")
@@ -117,6 +120,24 @@ class Run:
         return record
 
 
+def apply_setting(preset: dict, item: str) -> None:
+    """``KEY=VALUE`` into the preset: KEY dotted into nested settings, VALUE read as JSON if it is JSON."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise UserError(f"--set {item}: write KEY=VALUE, e.g. --set network.edge=false")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    *path, last = key.split(".")
+    node = preset
+    for part in path:
+        if not isinstance(node.get(part), dict):
+            raise UserError(f"--set {item}: the preset has no group {part!r}")
+        node = node[part]
+    node[last] = value
+
+
 def start_run(args, presets: dict, subdir: str, epochs_key: str) -> Run:
     """Checks the shared options and the devices, picks the preset and precision, loads data and folds."""
     if args.folds < 2:
@@ -133,6 +154,8 @@ def start_run(args, presets: dict, subdir: str, epochs_key: str) -> Run:
     if args.verbose not in ("auto", "0", "1", "2"):
         raise UserError(f"--verbose {args.verbose}: choose auto, 0, 1 or 2")
     name, preset = resolve_preset(args.preset, presets)
+    for item in args.set:
+        apply_setting(preset, item)
     precision = devices.resolve_precision(args.precision, preset)
     devices.check_devices()
     if args.encoder_weights:
