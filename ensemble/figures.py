@@ -97,8 +97,8 @@ def training_figure(stages, model: str, show_minutes: bool) -> Figure:
             last = st is sts[-1]
             if s["loss"] is not None:
                 ax_loss.plot(s["x"], s["loss"], "-", color=c, lw=1.5, marker=".", ms=4)
-            if s["val_loss"] is not None:
-                ax_loss.plot(s["x"], s["val_loss"], "--", color=c, lw=1.2)
+            if s["val_loss"] is not None:  # crosses: a one-epoch stage has no line to dash
+                ax_loss.plot(s["x"], s["val_loss"], "--", color=c, lw=1.2, marker="x", ms=4)
             if s["score"] is None:
                 continue
             b = s["best"]
@@ -114,12 +114,15 @@ def training_figure(stages, model: str, show_minutes: bool) -> Figure:
                         ax.plot([x[b]], [s["score"][b]], "o", mfc="none", mec=c, ms=10, mew=1.8, zorder=5)
     for ax in (ax_loss, ax_ep):
         ax.set_xlabel("epoch (a fold's stages one after another)")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        if bounds[-1] > 0:  # whole epochs, even where every stage has one epoch (no fractional ticks)
+            ax.set_xlim(0.5, bounds[-1] + 0.5)
         if len(bounds) > 1:
             for i, nm in enumerate(names[:len(bounds) - 1]):
                 ax.text((bounds[i] + bounds[i + 1]) / 2 + 0.5, 1.01, nm, ha="center", va="bottom", fontsize=9,
                         color="#333", transform=ax.get_xaxis_transform())
-    ax_loss.set_title("loss" + (" (solid: training, dashed: validation)" if spec.val_loss else " (training)"),
+    ax_loss.set_title("loss" + (" (solid, dots: training; dashed, crosses: validation)" if spec.val_loss
+                                else " (training)"),
                       pad=16)
     ax_ep.set_title(f"{spec.score_label} per epoch", pad=16)
     ax_ep.set_ylabel(spec.score_label)

@@ -133,8 +133,12 @@ def models_section(seg, clf, seg_run, clf_run) -> tuple:
     env = (seg or {}).get("environment") or {}
     if env:
         vers = ", ".join(f"{k} {v}" for k, v in (env.get("versions") or {}).items())
-        body.append(f'<p class="muted">Backend {e(env.get("backend", "?"))}, GPU {"yes" if env.get("gpu") else "no"}, '
-                    f'{e(env.get("dtype_policy", ""))}; {e(vers)}.</p>')
+        parts = [f"Backend {env.get('backend', '?')}", f"GPU {'yes' if env.get('gpu') else 'no'}"]
+        if env.get("devices"):
+            parts.append("devices " + ", ".join(map(str, env["devices"])))
+        if env.get("dtype_policy"):  # runs from before the precision was recorded beside it
+            parts.append(f"dtype policy {env['dtype_policy']}")
+        body.append(f'<p class="muted">{e(", ".join(parts))}' + (f"; {e(vers)}" if vers else "") + ".</p>")
     return section("models", "Models", body)
 
 

@@ -317,6 +317,7 @@ def test_metrics_tables_hold_metrics_json(run):
                                              "68.0 min"]
     text = (out / "report.html").read_text()
     assert text.count('class="init random">encoder init: random') >= 2
+    assert "Backend tensorflow, GPU no, dtype policy float32; keras 3.15.1, python 3.11.2." in plain(text)
     assert row(page.table("segmenter: preset"), "round 2")[1] == "epochs 3, loss lovasz, lr 0.001"
     assert "skipped: the encoder started random" in row(page.table("classifier: preset"), "head")[1]
     assert "{" not in "".join(c for t in page.tables for r in t["rows"] for c in r)  # no raw JSON dict in a table
