@@ -231,8 +231,11 @@ def mosaic_figure(image, truth, pred, test_cells, empty_cells, tile_px: int = 10
     inches, the panel within `max_w` x `max_h` inches; a legend below."""
     rows, cols = image.shape[0] // tile_px, image.shape[1] // tile_px
     t = min(tile_in, max_w / cols, max_h / rows)
-    fig = Figure(figsize=(max(cols * t, 4.0), rows * t + 0.7))
-    ax = fig.add_axes((0, 0.7 / (rows * t + 0.7), 1, rows * t / (rows * t + 0.7)))
+    width = max(cols * t, 4.0)
+    one_line = width >= 7  # the legend on one line below the panel, else on two
+    foot = 0.45 if one_line else 0.7
+    fig = Figure(figsize=(width, rows * t + foot))
+    ax = fig.add_axes((0, foot / (rows * t + foot), 1, rows * t / (rows * t + foot)))
     ax.imshow(image, cmap="gray", vmin=0, vmax=255)
     for mask, color, alpha, lw in ((truth, TRUTH_COLOR, 0.45, 0.8), (pred, PRED_COLOR, 0.22, 1.6)):
         if mask is not None and mask.any():
@@ -254,7 +257,7 @@ def mosaic_figure(image, truth, pred, test_cells, empty_cells, tile_px: int = 10
                Patch(facecolor=(1, 0.18, 0, 0.22), edgecolor=PRED_COLOR, lw=1.6, label="test tile: submitted mask")]
     if len(empty_cells):
         handles.append(Patch(facecolor=NO_TILE_COLOR, edgecolor="#b0b0b0", hatch="//", label="no tile found"))
-    fig.legend(handles=handles, loc="lower center", ncol=2 if fig.get_figwidth() < 7 else len(handles),
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles) if one_line else 2,
                frameon=False, fontsize=9)
     return fig
 

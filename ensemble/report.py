@@ -287,7 +287,7 @@ def mosaic_rules_text(tuning) -> str:
         verdict = "kept" if s.get("kept") else "rejected"
         kept = f'<span class="{verdict}">{verdict}</span>'
         what = params_text(s.get("params"))
-        parts.append(f"<b>{e(s.get('name'))}</b>" + (f" ({what})" if what else "") + f": {score}, {kept}")
+        parts.append(f"<b>{e(s.get('name'))}</b>" + (f" &ndash; {what}" if what else "") + f": {score}, {kept}")
     if not parts:
         return ""
     return "<p>The tuning tried the rules from labelled neighbours: " + "; ".join(parts) + ".</p>"

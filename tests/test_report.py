@@ -520,7 +520,7 @@ def test_mosaic_section_draws_the_largest_mosaics(run):
     line = plain(text).split("The tuning tried the rules from labelled neighbours: ")[1].split(". ")[0]
     for rule in ("vertical", "constant"):
         s = steps[rule]
-        assert s["nested"] is not None and f"{step_name(rule)} (" in line
+        assert s["nested"] is not None and f"{step_name(rule)} – " in line
         assert f"nested score {s['nested']['overall']:.4f}, gain {s['gain_mean']:+.4f} ± {s['gain_se']:.4f}" in line
         assert ("kept" if s["kept"] else "rejected") in line
     assert "without masks" not in text and "no image in" not in text
