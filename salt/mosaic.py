@@ -249,6 +249,8 @@ def read_mosaic(path) -> pd.DataFrame:
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise UserError(f"{path}: missing column(s) {', '.join(missing)} (need {','.join(COLUMNS)})")
+    if df.empty:  # no mosaic found (independent tiles): pandas reads the header-only columns as text
+        return df[COLUMNS].astype({"id": str, "mosaic": np.int64, "row": np.int64, "col": np.int64})
     for c in COLUMNS[1:]:
         if not pd.api.types.is_integer_dtype(df[c]) or (df[c] < 0).any():
             raise UserError(f"{path}: column {c} must hold whole numbers >= 0")

@@ -350,3 +350,15 @@ def test_real_data_random_folds_leak_and_mosaic_folds_do_not(real_train, real_da
     by_mosaic = make_folds(ts.ids, ts.masks, k=5, seed=42, groups=mosaic_groups(ts.ids, mos))
     assert leak_share(mos, by_mosaic) == 0
     assert not constant_images(ts.images)[ts.masks.any(axis=(1, 2))].any()  # constant images hold no salt
+
+
+def test_a_mosaic_file_without_mosaics_reads_back_empty(tmp_path):
+    """Independent tiles (the synthetic demo data) give a header-only mosaic.csv, which must read back."""
+    import pandas as pd
+
+    from salt.mosaic import COLUMNS, mosaic_groups, read_mosaic, write
+
+    path = write(tmp_path, pd.DataFrame({c: [] for c in COLUMNS}))
+    df = read_mosaic(path)
+    assert df.empty and list(df.columns) == COLUMNS and str(df["mosaic"].dtype) == "int64"
+    assert list(mosaic_groups(["a", "b"], df)) == ["tile:a", "tile:b"]

@@ -543,9 +543,6 @@ def test_no_mosaic_is_one_sentence(run_copy, data_dir):
                                              f"matched surely enough ({out / 'mosaic.csv'}).")
 
 
-@pytest.mark.xfail(strict=True, reason="salt.mosaic.read_mosaic refuses the header-only mosaic.csv that "
-                                       "python -m salt.mosaic writes when it finds no mosaic (empty columns "
-                                       "read as text, not whole numbers)")
 def test_mosaic_csv_without_rows(run_copy, data_dir):
     from ensemble.report import report
 
