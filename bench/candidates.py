@@ -155,11 +155,12 @@ def main(argv=None) -> int:
         for row in child(json.loads(args.child)):
             print(TAG + json.dumps(row), flush=True)
         return 0
-    from bench.hardware import cpu_cores, cpu_model
+    from bench.hardware import cpu_model
+    from training.devices import cores
     from salt.io import atomic_path, write_json
 
     rows = [r for b in args.backends for pr in args.precisions for r in run_child(b, pr, args)]
-    result = {"cpu": cpu_model(), "cores": cpu_cores(), "rows": rows}
+    result = {"cpu": cpu_model(), "cores": cores(), "rows": rows}
     md = f"## Candidate segmenter networks on {result['cpu']} ({result['cores']} cores)\n\n" + table(rows)
     if args.kernels:
         result["onednn_bf16_kernels"] = kernels = onednn_kernels(args.candidates[0])

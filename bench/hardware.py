@@ -2,7 +2,6 @@
 matrix-multiply rate that achieved FLOP/s are compared with."""
 from __future__ import annotations
 
-import os
 import platform
 import resource
 import sys
@@ -29,18 +28,11 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "CPU"
 
 
-def cpu_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 def describe() -> dict:
     """Backend, GPU name (None on the CPU), CPU model and cores, and a name for the table."""
     gpus = devices.accelerators()
     d = {"backend": devices.backend(), "gpu": gpus[0].split(":", 1)[1] if gpus else None, "gpus": len(gpus),
-         "cpu": cpu_model(), "cores": cpu_cores(), "devices": devices.devices()}
+         "cpu": cpu_model(), "cores": devices.cores(), "devices": devices.devices()}
     d["name"] = d["gpu"] or f"{d['cpu']} ({d['cores']} cores)"
     return d
 

@@ -102,12 +102,14 @@ def train_round(run: runs.Run, fold: int, r: int, rnd: dict, prev, encoder_path,
     print(f"fold {fold} round {r}: {rnd['loss']}, {rnd['epochs']} epochs, lr {rnd['lr']}, {len(images)} train "
           f"{f'({len(extra[0])} pseudo-labelled) ' if extra is not None else ''}/ {len(va)} validation images",
           flush=True)
-    devices.new_session(1000 * r + fold, run.precision, preset["batch_size"])
+    # the preset's "seed" (default 0) shifts every seed: a repeat run that measures training noise
+    seed = 100_000 * preset.get("seed", 0) + 1000 * r + fold
+    devices.new_session(seed, run.precision, preset["batch_size"])
     model = build_model(preset, encoder_path if prev is None else None)
     if prev is not None:
         stage.copy_weights(prev / "best.keras", model)
     compile_model(model, preset, rnd)
-    data, callbacks = fit_parts(preset, rnd, images, masks, train.images[va], train.masks[va], seed=1000 * r + fold)
+    data, callbacks = fit_parts(preset, rnd, images, masks, train.images[va], train.masks[va], seed=seed)
     state = stage.fit_stage(model, stage_dir, data, rnd["epochs"], MONITOR, "max", callbacks,
                             verbose=run.verbose, save_every_s=run.save_every_s)
     stage.mark_done(stage_dir, {"best_score": state["best"], "best_epoch": state["best_epoch"] + 1})

@@ -52,3 +52,15 @@ def test_precision():
 
 def test_one_device_needs_no_distribution():
     assert devices.devices() and devices.distribution(7) is None
+
+
+def test_cores_follow_the_cpu_set_the_process_may_use():
+    """Pinned to one core (taskset, a container's CPU set), TensorFlow's threads and the batch workers
+    follow it rather than the machine's count."""
+    keep = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(keep)})
+        assert devices.cores() == 1
+    finally:
+        os.sched_setaffinity(0, keep)
+    assert devices.cores() == len(keep)

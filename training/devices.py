@@ -66,7 +66,7 @@ def devices() -> list[str]:
     if backend() == "jax":
         return [f"{d.platform}:{d.id}" + (f" ({d.device_kind})" if d.platform == "gpu" else "")
                 for d in compute_devices()]
-    return gpus or [f"cpu:{os.cpu_count()} cores"]
+    return gpus or [f"cpu:{cores()} cores"]
 
 
 def nvidia_gpus() -> list[str]:
@@ -123,10 +123,18 @@ def jit_compile():
     return "auto"
 
 
+def cores() -> int:
+    """The CPU cores this process may run on (taskset and cgroup CPU sets count; os.cpu_count() does not)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def configure(cache_dir: Path | None = None) -> None:
     """Per-process setup: every core for TensorFlow's ops, and JAX's persistent compilation cache, so that
     a step compiled once serves every later fold, round and run with the same shapes."""
-    n = os.cpu_count() or 1
+    n = cores()
     if backend() == "tensorflow":
         import tensorflow as tf
 

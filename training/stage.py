@@ -180,8 +180,12 @@ def fit_stage(model: keras.Model, stage_dir: Path, train_data, epochs: int, moni
     if initial_epoch < epochs:
         # shuffle=False: the batches shuffle themselves, by epoch; Keras would also reorder them with
         # Python's global random state, which a resumed process does not share.
-        model.fit(train_data, epochs=epochs, initial_epoch=initial_epoch, callbacks=all_callbacks,
-                  verbose=verbose, shuffle=False, **fit_kwargs)
+        try:
+            model.fit(train_data, epochs=epochs, initial_epoch=initial_epoch, callbacks=all_callbacks,
+                      verbose=verbose, shuffle=False, **fit_kwargs)
+        finally:
+            if hasattr(train_data, "close"):  # the batches' worker threads
+                train_data.close()
     if checkpoint.state["best"] is None or not np.isfinite(checkpoint.state["best"]):
         raise Diverged(f"{stage_dir}: training diverged (no finite {monitor}); see {stage_dir / 'log.csv'}")
     return checkpoint.state
