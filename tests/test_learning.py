@@ -1,0 +1,80 @@
+"""Both models learn: a small network of each kind overfits a handful of real training images to a high
+score within a fixed number of steps. A broken loss, target, head or input scaling fails this."""
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from salt.data import read_image, read_mask
+from salt.metric import competition_score
+from training import devices
+from training.batches import to_input
+from training.predict import predict_outputs
+
+
+def _handful(data_dir, n_salt=4, n_empty=4):
+    """The first real training images with 10-60% salt, and the first empty ones (images, masks)."""
+    ids = sorted(pd.read_csv(data_dir / "train.csv")["id"])
+    chosen, salt, empty = [], 0, 0
+    for i in ids:
+        mask = read_mask(data_dir / "train" / "masks" / f"{i}.png")
+        cover = mask.mean()
+        if 0.1 <= cover <= 0.6 and salt < n_salt:
+            chosen.append(i)
+            salt += 1
+        elif cover == 0 and empty < n_empty:
+            chosen.append(i)
+            empty += 1
+        if salt == n_salt and empty == n_empty:
+            break
+    images = np.stack([read_image(data_dir / "train" / "images" / f"{i}.png") for i in chosen])
+    masks = np.stack([read_mask(data_dir / "train" / "masks" / f"{i}.png") for i in chosen])
+    return images, masks
+
+
+def _short_run_batchnorm(model):
+    """BatchNorm momentum 0.5 instead of 0.99, so that the moving statistics that inference uses follow
+    the weights of a short run (at 0.99 they need a few hundred steps to forget their initial values)."""
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.5
+
+
+def test_segmenter_overfits_a_handful_of_real_images(real_data):
+    from segmenter.train import build_model, compile_model, make_targets
+
+    images, masks = _handful(real_data)
+    preset = {"network": {"encoder": "resnet", "encoder_args": {"channels": [16, 32, 64], "blocks": [1, 1, 1]},
+                          "input_size": 64, "fit": "resize", "decoder_filters": [32, 16], "head_kernel": 1,
+                          "salt_units": 8, "dropout": 0.0, "edge": False},
+              "salt_weight": 0.1}
+    devices.new_session(0)
+    model = build_model(preset, None)
+    _short_run_batchnorm(model)
+    compile_model(model, preset, {"loss": "bce_dice", "lr": 3e-3})
+    before = competition_score(masks, predict_outputs(model, images, tta=False, batch_size=8)["mask"] > 0.5)
+    model.fit(to_input(images), make_targets(False)(masks), batch_size=8, epochs=150, verbose=0, shuffle=False)
+    prob = predict_outputs(model, images, tta=False, batch_size=8)
+    after = competition_score(masks, prob["mask"] > 0.5)
+    assert after >= 0.8, f"segmenter score on its own 8 training images: {before:.3f} -> {after:.3f}"
+    assert (prob["salt"] > 0.5).tolist() == masks.reshape(len(masks), -1).any(1).tolist()
+
+
+def test_classifier_overfits_a_handful_of_real_images(real_data):
+    from classifier.model import build_classifier
+    from classifier.train import compile_model, empty_targets
+
+    images, masks = _handful(real_data)
+    devices.new_session(0)
+    model, init = build_classifier("densenet121", input_size=32, encoder_weights="none", dropout=0.0)
+    assert init == "random"
+    _short_run_batchnorm(model)
+    compile_model(model, 1e-3)
+    model.fit(to_input(images), empty_targets(masks), batch_size=8, epochs=40, verbose=0, shuffle=False)
+    p_empty = predict_outputs(model, images, tta=False, batch_size=8)["empty"]
+    truth = ~masks.reshape(len(masks), -1).any(1)
+    assert ((p_empty > 0.5) == truth).all(), f"P(empty) {np.round(p_empty, 2)} for empty {truth}"
+    log_loss = keras.ops.convert_to_numpy(keras.losses.binary_crossentropy(truth.astype("float32"), p_empty))
+    assert float(log_loss) < 0.2
