@@ -188,3 +188,17 @@ def test_salt_only_losses_ignore_empty_images():
     assert mask_loss("lovasz") is lovasz_hinge and mask_loss("bce_dice") is bce_dice_loss
     with pytest.raises(ValueError):
         mask_loss("focal")
+
+
+def test_confident_pseudo_labels_hand_worked():
+    """1st place's rule: at least 90% of the pixels below 0.2 or above 0.8, and the mask not blank."""
+    from segmenter.pseudo import confident
+
+    n = 100
+    sure_salt = np.full((10, 10), 0.05); sure_salt[:5] = 0.95           # all pixels sure, half salt
+    blank = np.full((10, 10), 0.05)                                     # sure, but blank: not used
+    unsure = np.full((10, 10), 0.05); unsure[:5] = 0.95; unsure[0, :] = 0.5; unsure[1, :2] = 0.5  # 88% sure
+    edge = np.full((10, 10), 0.05); edge[:5] = 0.95; edge[0, :] = 0.5   # exactly 90% sure
+    assert sure_salt.size == n
+    got = confident(np.stack([sure_salt, blank, unsure, edge]))
+    assert got.tolist() == [True, False, False, True]

@@ -89,3 +89,13 @@ def test_mixed_bfloat16_outputs_float32():
         keras.config.set_dtype_policy(old)
     assert all(v.dtype == np.float32 for v in out.values())
     assert model.get_layer("decoder1_1_conv").compute_dtype == "bfloat16"
+
+
+@pytest.mark.parametrize("before", [True, False])
+def test_head_dropout_before_or_after_its_batchnorm(before):
+    """dropout_before_head_bn=False puts the head's dropout behind its BatchNormalization, whose moving
+    statistics are then learned on the activations that inference sees."""
+    model = build_unet(input_size=64, fit="resize", dropout_before_head_bn=before, **TINY)
+    names = [layer.name for layer in model.layers]
+    bn = next(n for n in names if n.startswith("head") and n.endswith("_bn"))
+    assert (names.index("head_dropout") < names.index(bn)) == before, names[-12:]
