@@ -55,10 +55,6 @@ class AugmentedBatches(keras.utils.PyDataset):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
-        if self.shuffle:
-            self.order = np.random.default_rng((self.seed, self.epoch)).permutation(len(self.images))
-        else:
-            self.order = np.arange(len(self.images))
         for future in self._pending.values():  # prepared for another epoch: not wanted any more
             future.cancel()
         self._pending = {}
@@ -67,9 +63,10 @@ class AugmentedBatches(keras.utils.PyDataset):
         return len(self.images) // self.batch_size
 
     def batch(self, epoch: int, i: int):
-        """Batch i of ``epoch``, computed from scratch."""
-        order = self.order if epoch == self.epoch else \
-            np.random.default_rng((self.seed, epoch)).permutation(len(self.images))
+        """Batch i of ``epoch``, computed from scratch (a worker thread may still be computing one of the
+        previous epoch when ``set_epoch`` moves on, so nothing here reads the current epoch)."""
+        n = len(self.images)
+        order = np.random.default_rng((self.seed, epoch)).permutation(n) if self.shuffle else np.arange(n)
         idx = np.sort(order[i * self.batch_size:(i + 1) * self.batch_size])
         images, masks = self.images[idx], self.masks[idx]
         if self.augment:
