@@ -4,7 +4,9 @@ K folds (OUT/folds.csv, shared with the classifier) x the preset's rounds. Round
 from the encoder's initial weights; each later round restarts the fold from its best checkpoint of the
 round before, with a fresh cosine learning-rate cycle. Every epoch is scored on the fold's validation
 images with the competition metric (binarisation threshold swept) and the best checkpoint by it is
-kept. Finished rounds are skipped and a killed run resumes where it was (``training.stage``).
+kept. Finished rounds are skipped and a killed run resumes where it was (``training.stage``). Where
+the preset asks for pseudo-labels, each fold ends with one more round on its training part plus the
+test images that its own model of the round before predicts confidently (``segmenter.pseudo``).
 
 Writes OUT/segmenter/round{r}/fold{k}/{best.keras, log.csv, done.json}, the out-of-fold probabilities
 OUT/segmenter/oof.npz and the scores OUT/segmenter/metrics.json.
@@ -134,27 +136,17 @@ def save_oof(run: runs.Run, fold: int) -> None:
                     **{k: v.astype(np.float16) for k, v in arrays.items()})
 
 
-def train_fold(run: runs.Run, fold: int, encoder_path, pseudo=None) -> None:
-    """Every round of one fold (finished ones skipped), the pseudo-label round where the preset has one
-    and ``pseudo`` (images, masks) is given, then the fold's out-of-fold predictions."""
+def train_fold(run: runs.Run, fold: int, encoder_path, test_dir: Path) -> None:
+    """Every round of one fold (finished ones skipped), with the pseudo-label round last where the preset
+    has one, then the fold's out-of-fold predictions."""
     prev = None
     for r, rnd in enumerate(all_rounds(run.preset), 1):
-        if rnd.get("pseudo") and pseudo is None:
-            return
-        prev = train_round(run, fold, r, rnd, prev, encoder_path, pseudo if rnd.get("pseudo") else None)
+        extra = None
+        if rnd.get("pseudo"):  # labelled by this fold's model of the round before (segmenter.pseudo)
+            extra = pseudo.pseudo_labels(run.dir / f"round{r}" / f"pseudo-fold{fold}.npz", test_dir,
+                                         prev / "best.keras", run.preset["pseudo"], 2 * run.preset["batch_size"])
+        prev = train_round(run, fold, r, rnd, prev, encoder_path, extra)
     save_oof(run, fold)
-
-
-def pseudo_labels_for(run: runs.Run, test_dir: Path):
-    """The pseudo-labels, once the base rounds of every fold are done (else None): the test images that
-    the fold models of the last base round predict confidently."""
-    base = len(run.preset["rounds"])
-    stages = [run.dir / f"round{base}" / f"fold{f}" for f in range(run.k)]
-    if not all(stage.is_done(s) for s in stages):
-        print("segmenter: pseudo-labelling waits until every fold has trained its rounds", flush=True)
-        return None
-    return pseudo.pseudo_labels(run.dir, test_dir, [s / "best.keras" for s in stages], run.preset["pseudo"],
-                                2 * run.preset["batch_size"])
 
 
 def collect_oof(run: runs.Run) -> dict:
@@ -199,15 +191,7 @@ def main(argv=None) -> int:
     run.open(encoder_init=init, folds=run.k)
     print(f"segmenter: preset {run.name} (encoder init: {init}, {len(run.train.ids)} images, {run.k} folds)\n"
           f"{json.dumps(run.preset)}", flush=True)
-    labels = None
-    if run.preset.get("pseudo"):
-        for fold in run.fold_list:  # first the base rounds of every fold: the pseudo-labels need them all
-            if not kfold.oof_path(run.dir, fold).exists():
-                train_fold(run, fold, encoder_path)
-        labels = pseudo_labels_for(run, args.data / "test" / "images")
-        if labels is None:
-            return 0
-    if not kfold.train_folds(run, lambda fold: train_fold(run, fold, encoder_path, labels)):
+    if not kfold.train_folds(run, lambda fold: train_fold(run, fold, encoder_path, args.data / "test" / "images")):
         return 0
     metrics = run.write_metrics(collect_oof(run), init)
     print(f"segmenter: out-of-fold score {metrics['overall']['score']:.4f} at threshold "

@@ -90,6 +90,53 @@ def test_classifier_outputs(trained):
     assert [f["fold"] for f in metrics["folds"]] == [0, 1]
 
 
+def test_pseudo_label_round(trained, tmp_path):
+    """A pseudo-label round after the trained rounds: each fold labels the test images with its own
+    model (checked against a prediction written here), and trains its training part plus those images."""
+    import shutil
+    import keras
+    import segmenter.unet  # noqa: F401  (the checkpoints' layers)
+    from salt.data import load_images
+
+    data, trained_out = trained
+    out = tmp_path / "out"
+    (out / "segmenter").mkdir(parents=True)
+    shutil.copy(trained_out / "folds.csv", out / "folds.csv")
+    for r in (1, 2):
+        shutil.copytree(trained_out / "segmenter" / f"round{r}", out / "segmenter" / f"round{r}")
+    test_ids, test_images = load_images(data / "test" / "images")
+    x = test_images.astype(np.float32)[..., None] / 255.0
+    prob = {}
+    for k in (0, 1):  # each fold's round-2 model, with its mirrored prediction mirrored back
+        model = keras.saving.load_model(out / "segmenter" / "round2" / f"fold{k}" / "best.keras", compile=False)
+        logit = np.asarray(model.predict(x, verbose=0)["mask"], np.float32)[..., 0]
+        mirrored = np.asarray(model.predict(x[:, :, ::-1], verbose=0)["mask"], np.float32)[..., 0][:, :, ::-1]
+        prob[k] = (1 / (1 + np.exp(-logit)) + 1 / (1 + np.exp(-mirrored))) / 2
+    # a two-epoch model is far from confident: bounds and share chosen so that the rule splits fold 0's images
+    low, high = 0.45, 0.55
+    sure = {k: ((p < low) | (p > high)).mean(axis=(1, 2)) for k, p in prob.items()}
+    share = float(np.median(sure[0]))
+    keep = {k: (sure[k] >= share) & (prob[k] > 0.5).any(axis=(1, 2)) for k in prob}
+    assert 0 < keep[0].sum() < len(keep[0]), sure[0]
+    settings = {"epochs": 1, "lr": 1e-3, "low": low, "high": high, "share": share}
+    proc = python("segmenter.train", "--data", data, "--out", out, "--preset", "smoke", "--folds", 2,
+                  "--set", f"pseudo={json.dumps(settings)}")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    folds = pd.read_csv(out / "folds.csv")
+    for k in (0, 1):
+        with np.load(out / "segmenter" / "round3" / f"pseudo-fold{k}.npz") as f:
+            assert list(f["ids"]) == [i for i, y in zip(test_ids, keep[k]) if y]
+            np.testing.assert_array_equal(f["images"], test_images[keep[k]])
+            differ = np.count_nonzero(f["masks"] != (prob[k][keep[k]] > 0.5))
+            assert differ <= 1e-3 * f["masks"].size  # other backend, other rounding
+        n_train, n_pseudo = int((folds["fold"] != k).sum()), int(keep[k].sum())
+        assert f"fold {k} round 3: lovasz, 1 epochs, lr 0.001, {n_train + n_pseudo} train " \
+               f"({n_pseudo} pseudo-labelled)" in proc.stdout
+        assert (out / "segmenter" / "round3" / f"fold{k}" / "done.json").exists()
+    metrics = json.loads((out / "segmenter" / "metrics.json").read_text())
+    assert [r["round"] for r in metrics["rounds"]] == [1, 2, 3] and metrics["snapshots"] == [3]
+
+
 def test_repeat_run_skips_finished_work(trained):
     data, out = trained
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*.keras")}
