@@ -36,8 +36,10 @@ PRESETS: dict[str, dict] = {
         "encoder_weights": "none",
         "salt_weight": 0.1, "edge_weight": 0.2,
         "batch_size": 32, "augment": AUGMENT, "precision": {"gpu": "bfloat16", "cpu": "float32"}, "tta": True,
+        # a second Lovasz cycle added 0.0074 +- 0.0021 on 5 folds for about 3 minutes a fold (README)
         "rounds": [{"loss": "bce_dice", "epochs": 11, "lr": 3e-3, "warmup": 1},
-                   {"loss": "lovasz", "epochs": 6, "lr": 1e-3}],
+                   {"loss": "lovasz", "epochs": 6, "lr": 1e-3},
+                   {"loss": "lovasz", "epochs": 4, "lr": 5e-4}],
     },
     # SE-ResNeXt50 32x4d at 128 (reflect-padded), BCE+Dice then Lovasz cosine cycles, bfloat16 on a GPU.
     "full": {
