@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from salt.augment import AUGMENT
+from salt.augment import AUGMENT, augment_batch
 from salt.cli import UserError
 from training import devices, kfold, runs, stage
-from training.batches import AugmentedBatches
+from training.batches import AugmentedBatches, to_input
 from training.validation import Validation
 
 EPOCHS = 4
@@ -206,18 +206,24 @@ def test_resume_refuses_other_architecture(tmp_path):
 
 
 def test_batches_are_a_function_of_seed_epoch_and_index():
+    """Item k of the stream is batch k % steps of training epoch first + k // steps, drawn from
+    (seed, epoch + 1): checked against the draws written out by hand, with and without worker threads."""
     images, masks = _data()
     a = AugmentedBatches(images, masks, _targets, batch_size=5, augment=AUGMENT, seed=1, workers=1)
-    b = AugmentedBatches(images, masks, _targets, batch_size=5, augment=AUGMENT, seed=1, workers=1)
+    b = AugmentedBatches(images, masks, _targets, batch_size=5, augment=AUGMENT, seed=1, workers=0)
     assert len(a) == 4, "the partial last batch is dropped"
-    a.on_epoch_end()
-    a.on_epoch_end()
+    assert a.num_batches is None, "endless, so that Keras keeps one iterator per fit"
     b.set_epoch(2)
     for i in range(len(a)):
-        np.testing.assert_array_equal(a[i][0], b[i][0])
-        np.testing.assert_array_equal(a[i][1], b[i][1])
+        order = np.random.default_rng((1, 3)).permutation(len(images))
+        idx = np.sort(order[i * 5:(i + 1) * 5])
+        ref_images, ref_masks = augment_batch(images[idx], masks[idx], np.random.default_rng((1, 3, i)), **AUGMENT)
+        for x, y in ((a[2 * len(a) + i], "stream from epoch 0"), (b[i], "stream from epoch 2")):
+            np.testing.assert_array_equal(x[0], to_input(ref_images), err_msg=y)
+            np.testing.assert_array_equal(x[1], _targets(ref_masks), err_msg=y)
     b.set_epoch(0)
-    assert not np.array_equal(a[0][0], b[0][0])
+    assert not np.array_equal(a[2 * len(a)][0], b[0][0])
+    a.close()
 
 
 def _run(tmp_path, name="smoke", config=None, fp="fp1"):

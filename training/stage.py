@@ -172,8 +172,9 @@ def fit_stage(model: keras.Model, stage_dir: Path, train_data, epochs: int, moni
     if is_done(stage_dir):
         return checkpoint.state
     initial_epoch = checkpoint.restore(model)
-    if hasattr(train_data, "set_epoch"):
+    if hasattr(train_data, "set_epoch"):  # AugmentedBatches: an endless stream that starts at this epoch
         train_data.set_epoch(initial_epoch)
+        fit_kwargs.setdefault("steps_per_epoch", len(train_data))
     _trim_log(stage_dir / "log.csv", initial_epoch)
     all_callbacks = [*callbacks, EpochTimer(), checkpoint,
                      keras.callbacks.CSVLogger(str(stage_dir / "log.csv"), append=True)]
