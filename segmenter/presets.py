@@ -25,7 +25,7 @@ PRESETS: dict[str, dict] = {
         "rounds": [{"loss": "bce_dice", "epochs": 2, "lr": 3e-3},
                    {"loss": "lovasz", "epochs": 1, "lr": 1e-3}],
     },
-    # The best score within about an hour on 2 CPU cores (README, "Choosing the cpu preset"): a compact
+    # The best score found for about 90 minutes of 2 CPU cores (README, "Choosing the cpu preset"): a compact
     # residual encoder (resnet: one plain residual block per level, 16..256 channels, no grouped
     # convolutions) at 64x64, resized; it trains at 50 images/s where the quarter SE-ResNeXt reached 0.72 and
     # this one 0.74 on fold 0 in the same minutes. Random encoder: no ImageNet weights fit it.
