@@ -105,8 +105,9 @@ def training_figure(stages, model: str, show_minutes: bool) -> Figure:
             ok = b is not None and np.isfinite(s["score"][b])
             if ok:
                 kept.setdefault(fold, []).append((sts.index(st), float(s["score"][b])))
+            seen = np.isfinite(s["score"])  # epochs not validated (``validate_every``) log NaN
             for ax, x in [(ax_ep, s["x"])] + ([(ax_min, s["xm"])] if show_minutes and s["xm"] is not None else []):
-                ax.plot(x, s["score"], "-", color=c, lw=1.5, marker=".", ms=4)
+                ax.plot(x[seen], s["score"][seen], "-", color=c, lw=1.5, marker=".", ms=4)
                 if ok:
                     if last:
                         ax.plot([x[b]], [s["score"][b]], "*", color=c, ms=14, mec="k", mew=0.7, zorder=5)

@@ -2,9 +2,9 @@
 
 K folds (OUT/folds.csv, shared with the classifier) x the preset's rounds. Round 1 trains each fold
 from the encoder's initial weights; each later round restarts the fold from its best checkpoint of the
-round before, with a fresh cosine learning-rate cycle. Every epoch is scored on the fold's validation
-images with the competition metric (binarisation threshold swept) and the best checkpoint by it is
-kept. Finished rounds are skipped and a killed run resumes where it was (``training.stage``). Where
+round before, with a fresh cosine learning-rate cycle. Epochs are scored on the fold's validation
+images with the competition metric (binarisation threshold swept): every epoch, or every
+``validate_every``-th and the last where the preset says so; the best checkpoint of those is kept. Finished rounds are skipped and a killed run resumes where it was (``training.stage``). Where
 the preset asks for pseudo-labels, each fold ends with one more round on its training part plus the
 test images that its own model of the round before predicts confidently (``segmenter.pseudo``).
 
@@ -85,7 +85,9 @@ def fit_parts(preset: dict, rnd: dict, images, masks, val_images, val_masks, see
                             preset["augment"], seed=seed)
     callbacks = [schedule.scheduler(rnd["epochs"], rnd["lr"], rnd.get("warmup", 0)),
                  Validation(val_images, validation_score(val_masks), 2 * preset["batch_size"],
-                            echo="val_score {val_score:.4f} at threshold {val_threshold:.2f}")]
+                            echo="val_score {val_score:.4f} at threshold {val_threshold:.2f}",
+                            every=preset.get("validate_every", 1), epochs=rnd["epochs"],
+                            names=("val_score", "val_threshold"))]
     return data, callbacks
 
 

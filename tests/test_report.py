@@ -135,7 +135,10 @@ def make_run(data_dir, out, epoch_s=True, seed=0):
             if path == out / MISSING_LOG:
                 continue
             path.parent.mkdir(parents=True, exist_ok=True)
-            seg_log(rng, rnd["epochs"], 0.4 + 0.1 * r, epoch_s).to_csv(path, index=False)
+            log = seg_log(rng, rnd["epochs"], 0.4 + 0.1 * r, epoch_s)
+            if (k, r) == (1, 1):  # validated every 3rd epoch (``validate_every``): NaN in between, as Keras logs it
+                log.loc[(log["epoch"] + 1) % 3 != 0, ["val_score", "val_threshold"]] = np.nan
+            log.to_csv(path, index=False)
     write_csv(out / "classifier" / "oof.csv", pd.DataFrame({"id": tr.ids, "fold": fold, "p_empty": p_empty}))
     write_json(out / "classifier" / "run.json", {
         "preset": "cpu", "fingerprint": fp, "encoder_init": "random", "backbone": "densenet121", "folds": K,
@@ -416,6 +419,11 @@ def test_training_section_minutes_and_missing_log(run):
     b = int(log["val_score"].idxmax())
     assert r0[3:7] == ["6", str(b + 1), f"{log['val_score'][b]:.4f}", f"{log['val_score'].iloc[-1]:.4f}"]
     assert r0[7] == f"{log['epoch_s'].sum() / 60:.1f} min"
+    r1 = [r for r in rows if r[:2] == ["1", "round 1"]][0]  # validated at epochs 3 and 6 only
+    log1 = pd.read_csv(out / "segmenter" / "round1" / "fold1" / "log.csv")
+    assert log1["val_score"].isna().sum() == 4
+    b1 = int(log1["val_score"].idxmax())
+    assert r1[3:7] == ["6", str(b1 + 1), f"{log1['val_score'][b1]:.4f}", f"{log1['val_score'].iloc[-1]:.4f}"]
     assert any(str(MISSING_LOG) in n and "no log.csv" in n for n in page.notes)
     crow = [r for r in page.table("Classifier", "fold") if r[:2] == ["1", "finetune"]][0]
     clog = pd.read_csv(out / "classifier" / "fold1" / "finetune" / "log.csv")

@@ -79,11 +79,11 @@ class _Kill(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
-def _fit(stage_dir, callbacks=(), save_every_s=0.0, epochs=EPOCHS):
+def _fit(stage_dir, callbacks=(), save_every_s=0.0, epochs=EPOCHS, every=1):
     images, masks = _data()
     model = _model()
     data = AugmentedBatches(images[:16], masks[:16], _targets, batch_size=4, augment=AUGMENT, seed=3, workers=2)
-    val = Validation(images[16:], _score(masks[16:]), batch_size=8)
+    val = Validation(images[16:], _score(masks[16:]), batch_size=8, every=every, epochs=epochs, names=("val_score",))
     state = stage.fit_stage(model, stage_dir, data, epochs, "val_score", "max", [val, *callbacks], verbose=0,
                             save_every_s=save_every_s)
     return model, state
@@ -156,6 +156,20 @@ def test_best_checkpoint_is_the_best_epoch_without_optimizer(tmp_path):
             f.visit(names.append)
     assert not any("optimizer" in n for n in names), "best.keras holds no optimizer state"
     assert any("batch_normalization" in n for n in names)
+
+
+def test_validating_every_few_epochs_keeps_the_best_of_those(tmp_path):
+    """every=3 over 4 epochs validates epochs 3 and 4 only (0-based 2 and 3): the others log NaN, training is
+    unchanged (the validated scores equal an every-epoch run's), and the checkpoint is the better of the two."""
+    _, _ = _fit(tmp_path / "all")
+    every_epoch = pd.read_csv(tmp_path / "all" / "log.csv")["val_score"].to_numpy()
+    model, state = _fit(tmp_path / "few", every=3)
+    few = pd.read_csv(tmp_path / "few" / "log.csv")["val_score"].to_numpy()
+    assert np.isnan(few[:2]).all() and np.isfinite(few[2:]).all()
+    np.testing.assert_allclose(few[2:], every_epoch[2:], rtol=1e-5)
+    assert state["best_epoch"] == 2 + int(np.argmax(few[2:])) and state["best"] == pytest.approx(few[2:].max())
+    with pytest.raises(ValueError, match="epochs"):
+        Validation(np.zeros((4, 101, 101), np.uint8), _score(None), batch_size=8, every=2)
 
 
 class _Poison(keras.callbacks.Callback):

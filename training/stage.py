@@ -3,7 +3,8 @@ checkpointed, logged, and never marked done when it diverged.
 
 A stage folder holds:
 
-- ``best.keras``: the best model so far by the monitored value, without optimizer state;
+- ``best.keras``: the best model so far by the monitored value (of the epochs that were validated),
+  without optimizer state;
 - ``last-EPOCH.weights.h5`` + ``state.json``: the resume point (weights, optimizer state, the dropout
   layers' random-generator states, the best value so far). Written about once a minute and at the end,
   not every epoch: on a GPU an epoch lasts seconds and writing a 400 MB checkpoint each time would
@@ -111,11 +112,11 @@ class ResumableCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         loss = float(logs.get("loss", 0.0))
-        value = float(logs[self.monitor])
-        if not (math.isfinite(loss) and math.isfinite(value)):
+        value = float(logs[self.monitor])  # NaN: not validated this epoch (``Validation(every=...)``)
+        if not math.isfinite(loss) or math.isinf(value):
             raise Diverged(f"{self.dir}: training diverged at epoch {epoch + 1} (loss {loss}, {self.monitor} "
                            f"{value}); lower the learning rate or use float32 (--precision float32)")
-        if self._improved(value):
+        if not math.isnan(value) and self._improved(value):
             self._best_weights = self.model.get_weights()
             self.state.update(best=value, best_epoch=epoch)
         last = self.epochs is not None and epoch + 1 >= self.epochs
