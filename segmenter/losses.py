@@ -45,24 +45,39 @@ def lovasz_grad(gt_sorted):
     return ops.concatenate([jaccard[..., :1], jaccard[..., 1:] - jaccard[..., :-1]], axis=-1)
 
 
-@keras.saving.register_keras_serializable(package="segmenter")
-def lovasz_hinge(y_true, y_pred):
-    """Lovasz hinge per image (Berman et al. 2018), from logits: the Lovasz extension of the Jaccard loss
-    evaluated at the hinge errors relu(1 - logit * sign), sign = +1 salt / -1 background. Returns (N,)."""
+def _lovasz(y_true, y_pred, penalty):
+    """The Lovasz extension of the Jaccard loss per image at ``penalty(hinge errors)``, errors
+    1 - logit * sign (sign = +1 salt / -1 background); ``penalty`` must increase."""
     t, z = _prep(y_true, y_pred)
     errors = 1.0 - z * (2.0 * t - 1.0)
     order = ops.argsort(-errors, axis=-1)  # descending
     errors_sorted = ops.take_along_axis(errors, order, axis=-1)
     gt_sorted = ops.take_along_axis(t, order, axis=-1)
     grad = ops.stop_gradient(lovasz_grad(gt_sorted))
-    return ops.sum(ops.relu(errors_sorted) * grad, axis=-1)
+    return ops.sum(penalty(errors_sorted) * grad, axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="segmenter")
-def lovasz_symmetric(y_true, y_pred):
-    """The symmetric Lovasz hinge per image: the mean of the hinge on salt and the hinge on background,
-    (L(z, y) + L(-z, 1 - y)) / 2, so that an empty image trains every pixel, not only its worst one."""
-    return 0.5 * (lovasz_hinge(y_true, y_pred) + lovasz_hinge(1.0 - y_true, -y_pred))
+def lovasz_hinge(y_true, y_pred):
+    """Lovasz hinge per image (Berman et al. 2018), from logits: the Lovasz extension of the Jaccard loss
+    evaluated at the hinge errors relu(1 - logit * sign), sign = +1 salt / -1 background. Returns (N,)."""
+    return _lovasz(y_true, y_pred, ops.relu)
+
+
+@keras.saving.register_keras_serializable(package="segmenter")
+def lovasz_elu(y_true, y_pred):
+    """The Lovasz hinge with elu(error) + 1 in place of relu(error): smooth, and never flat, so pixels
+    already right by the margin keep a (shrinking) gradient instead of none. Returns (N,)."""
+    return _lovasz(y_true, y_pred, lambda e: ops.elu(e) + 1.0)
+
+
+def symmetric(loss, name: str):
+    """(L(z, y) + L(-z, 1 - y)) / 2: the loss on salt and on background, so that an empty image trains
+    every pixel, not only its worst one."""
+    def both(y_true, y_pred):
+        return 0.5 * (loss(y_true, y_pred) + loss(1.0 - y_true, -y_pred))
+    both.__name__ = name
+    return keras.saving.register_keras_serializable(package="segmenter")(both)
 
 
 def salt_only(loss):
@@ -75,20 +90,24 @@ def salt_only(loss):
     return keras.saving.register_keras_serializable(package="segmenter")(on_salt)
 
 
-lovasz_hinge_salt_only = salt_only(lovasz_hinge)
-lovasz_symmetric_salt_only = salt_only(lovasz_symmetric)
+lovasz_symmetric = symmetric(lovasz_hinge, "lovasz_symmetric")
+lovasz_elu_symmetric = symmetric(lovasz_elu, "lovasz_elu_symmetric")
+# every Lovasz variant, each made once (Keras registers them by name): (elu, symmetric, salt only) -> loss
+LOVASZ = {(elu, sym, False): loss for (elu, sym), loss in {
+    (False, False): lovasz_hinge, (False, True): lovasz_symmetric,
+    (True, False): lovasz_elu, (True, True): lovasz_elu_symmetric}.items()}
+LOVASZ.update({(elu, sym, True): salt_only(loss) for (elu, sym, _), loss in list(LOVASZ.items())})
+lovasz_hinge_salt_only = LOVASZ[(False, False, True)]
 
 
-def mask_loss(name: str, symmetric: bool = False, salt_only_images: bool = False):
-    """The mask loss of a round: ``bce_dice`` or ``lovasz`` (the hinge, or its symmetric form; on every
-    image, or on the images with salt only)."""
+def mask_loss(name: str, symmetric: bool = False, salt_only_images: bool = False, elu: bool = False):
+    """The mask loss of a round: ``bce_dice`` or ``lovasz`` (the hinge or its elu + 1 form; plain or
+    symmetric; on every image or on the images with salt only)."""
     if name == "bce_dice":
         return bce_dice_loss
     if name != "lovasz":
         raise ValueError(f"unknown mask loss {name!r}")
-    table = {(False, False): lovasz_hinge, (True, False): lovasz_symmetric,
-             (False, True): lovasz_hinge_salt_only, (True, True): lovasz_symmetric_salt_only}
-    return table[(bool(symmetric), bool(salt_only_images))]
+    return LOVASZ[(bool(elu), bool(symmetric), bool(salt_only_images))]
 
 
 def edge_target(masks, width=2):

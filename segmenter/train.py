@@ -65,7 +65,8 @@ def build_model(preset: dict, encoder_weights: str | None) -> keras.Model:
 
 def compile_model(model: keras.Model, preset: dict, rnd: dict) -> None:
     """Adam on the round's loss; its learning rate is set every epoch by ``training.schedule``."""
-    mask = losses.mask_loss(rnd["loss"], preset.get("lovasz_symmetric", False), preset.get("lovasz_salt_only", False))
+    mask = losses.mask_loss(rnd["loss"], preset.get("lovasz_symmetric", False), preset.get("lovasz_salt_only", False),
+                            preset.get("lovasz_elu", False))
     loss = {"mask": mask, "salt": keras.losses.BinaryCrossentropy(from_logits=True)}
     loss_weights = {"mask": 1.0, "salt": preset["salt_weight"]}
     if preset["network"]["edge"]:

@@ -24,11 +24,21 @@ def _jaccard_loss(gt, mistakes):
     return len(mistakes) / len(union) if union else 0.0
 
 
-def _lovasz_brute(labels, logits):
-    """Lovasz extension of the Jaccard loss at m = relu(1 - logit*sign), and its gradient, per definition."""
+def _relu(e):
+    return max(0.0, e), (1.0 if e > 0 else 0.0)
+
+
+def _elu1(e):
+    return (e + 1.0, 1.0) if e > 0 else (np.exp(e), np.exp(e))
+
+
+def _lovasz_brute(labels, logits, penalty=_relu):
+    """Lovasz extension of the Jaccard loss at m = penalty(1 - logit*sign), and its gradient, per definition
+    (``penalty`` returns its value and derivative at one error)."""
     labels, logits = labels.ravel(), logits.ravel()
     signs = 2.0 * labels - 1.0
-    m = np.maximum(0.0, 1.0 - logits * signs)
+    pm = [penalty(e) for e in 1.0 - logits * signs]
+    m, dm = np.array([v for v, _ in pm]), np.array([d for _, d in pm])
     gt = {i for i in range(len(labels)) if labels[i] == 1}
     order = sorted(range(len(m)), key=lambda i: -m[i])
     value, grad, prev, chosen = 0.0, np.zeros(len(m)), 0.0, set()
@@ -36,7 +46,7 @@ def _lovasz_brute(labels, logits):
         chosen.add(i)
         cur = _jaccard_loss(gt, chosen)
         value += m[i] * (cur - prev)
-        grad[i] = (cur - prev) * (-signs[i]) if m[i] > 0 else 0.0
+        grad[i] = (cur - prev) * dm[i] * (-signs[i])
         prev = cur
     return value, grad
 
@@ -91,6 +101,23 @@ def test_lovasz_hinge_matches_brute_force(seed):
         fd[j] = (_np(lovasz_hinge(y, x + d.reshape(x.shape))).sum()
                  - _np(lovasz_hinge(y, x - d.reshape(x.shape))).sum()) / (2 * eps)
     np.testing.assert_allclose(fd, ref_grad.ravel(), atol=1e-6 if _is64(out) else 1e-3)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_lovasz_elu_matches_brute_force(seed):
+    """elu(e) + 1 for relu(e): value and gradient per definition; pixels right by the margin, which the
+    hinge leaves alone, get a gradient too."""
+    from segmenter.losses import lovasz_elu, mask_loss
+
+    y, x = _tiny_batch(seed)
+    out = lovasz_elu(y, x)
+    tol = 1e-10 if _is64(out) else 1e-5
+    ref = [_lovasz_brute(y[i], x[i], _elu1) for i in range(len(y))]
+    np.testing.assert_allclose(_np(out), [r[0] for r in ref], rtol=tol, atol=tol)
+    grad = _keras_grad(lovasz_elu, y, x)
+    np.testing.assert_allclose(grad, np.stack([r[1] for r in ref]).reshape(x.shape), atol=tol)
+    assert np.count_nonzero(grad) > np.count_nonzero(_keras_grad(lovasz_hinge, y, x))
+    assert mask_loss("lovasz", elu=True) is lovasz_elu
 
 
 def test_lovasz_hand_worked():
