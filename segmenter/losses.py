@@ -93,10 +93,10 @@ def salt_only(loss):
 lovasz_symmetric = symmetric(lovasz_hinge, "lovasz_symmetric")
 lovasz_elu_symmetric = symmetric(lovasz_elu, "lovasz_elu_symmetric")
 # every Lovasz variant, each made once (Keras registers them by name): (elu, symmetric, salt only) -> loss
-LOVASZ = {(elu, sym, False): loss for (elu, sym), loss in {
-    (False, False): lovasz_hinge, (False, True): lovasz_symmetric,
-    (True, False): lovasz_elu, (True, True): lovasz_elu_symmetric}.items()}
-LOVASZ.update({(elu, sym, True): salt_only(loss) for (elu, sym, _), loss in list(LOVASZ.items())})
+_ON_EVERY_IMAGE = {(False, False): lovasz_hinge, (False, True): lovasz_symmetric,
+                   (True, False): lovasz_elu, (True, True): lovasz_elu_symmetric}
+LOVASZ = {**{(elu, sym, False): loss for (elu, sym), loss in _ON_EVERY_IMAGE.items()},
+          **{(elu, sym, True): salt_only(loss) for (elu, sym), loss in _ON_EVERY_IMAGE.items()}}
 lovasz_hinge_salt_only = LOVASZ[(False, False, True)]
 
 

@@ -4,7 +4,8 @@ K folds (OUT/folds.csv, shared with the classifier) x the preset's rounds. Round
 from the encoder's initial weights; each later round restarts the fold from its best checkpoint of the
 round before, with a fresh cosine learning-rate cycle. Epochs are scored on the fold's validation
 images with the competition metric (binarisation threshold swept): every epoch, or every
-``validate_every``-th and the last where the preset says so; the best checkpoint of those is kept. Finished rounds are skipped and a killed run resumes where it was (``training.stage``). Where
+``validate_every``-th and the last where the preset says so; the best checkpoint of those is kept.
+Finished rounds are skipped and a killed run resumes where it was (``training.stage``). Where
 the preset asks for pseudo-labels, each fold ends with one more round on its training part plus the
 test images that its own model of the round before predicts confidently (``segmenter.pseudo``).
 

@@ -161,9 +161,9 @@ def test_best_checkpoint_is_the_best_epoch_without_optimizer(tmp_path):
 def test_validating_every_few_epochs_keeps_the_best_of_those(tmp_path):
     """every=3 over 4 epochs validates epochs 3 and 4 only (0-based 2 and 3): the others log NaN, training is
     unchanged (the validated scores equal an every-epoch run's), and the checkpoint is the better of the two."""
-    _, _ = _fit(tmp_path / "all")
+    _fit(tmp_path / "all")
     every_epoch = pd.read_csv(tmp_path / "all" / "log.csv")["val_score"].to_numpy()
-    model, state = _fit(tmp_path / "few", every=3)
+    _, state = _fit(tmp_path / "few", every=3)
     few = pd.read_csv(tmp_path / "few" / "log.csv")["val_score"].to_numpy()
     assert np.isnan(few[:2]).all() and np.isfinite(few[2:]).all()
     np.testing.assert_allclose(few[2:], every_epoch[2:], rtol=1e-5)
