@@ -22,7 +22,7 @@ from classifier.model import BACKBONE_LAYER, BACKBONES, build_classifier, resolv
 from classifier.presets import PRESETS
 from salt.cli import UserError, run_cli
 from salt.io import write_csv
-from training import devices, kfold, runs, schedule, stage
+from training import devices, kfold, reuse, runs, schedule, stage
 from training.batches import AugmentedBatches
 from training.predict import predict_outputs
 from training.validation import Validation
@@ -59,6 +59,12 @@ def compile_model(model: keras.Model, lr: float) -> None:
                   jit_compile=devices.jit_compile())
 
 
+def model_key(run: runs.Run, backbone: str, frozen: bool) -> str:
+    """What a compiled classifier depends on besides its weights (``training.reuse``)."""
+    return json.dumps({"model": "classifier", "backbone": backbone, "preset": run.preset, "frozen": frozen,
+                       "precision": run.precision}, sort_keys=True)
+
+
 def fit_parts(preset: dict, epochs: int, lr: float, images, masks, val_images, val_masks, seed: int):
     """The training batches and the callbacks of one stage: the learning-rate schedule and the validation
     log-loss and AUC (also what ``make bench`` times)."""
@@ -87,19 +93,24 @@ def train_fold(run: runs.Run, fold: int, backbone: str, weights: str | None) -> 
         lr = st["lr_random"] if encoder_random and "lr_random" in st else st["lr"]
         print(f"fold {fold} {st['name']}: {st['epochs']} epochs, lr {lr}, "
               f"{'encoder frozen' if st['frozen'] else 'whole network'}", flush=True)
-        devices.new_session(100 * s + fold, run.precision, preset["batch_size"])
-        model, _ = build_classifier(backbone, preset["input_size"], weights or "none", preset["dropout"])
+        key = model_key(run, backbone, st["frozen"])
+        devices.new_session(100 * s + fold, run.precision, preset["batch_size"], clear=reuse.kept(key) is None)
+        fresh, _ = build_classifier(backbone, preset["input_size"], weights or "none", preset["dropout"])
         if prev is not None:
-            stage.copy_weights(prev / "best.keras", model)
-        model.get_layer(BACKBONE_LAYER).trainable = not st["frozen"]
-        compile_model(model, lr)
+            stage.copy_weights(prev / "best.keras", fresh)
+        fresh.get_layer(BACKBONE_LAYER).trainable = not st["frozen"]
+        model = reuse.compiled(key, fresh, lambda m: compile_model(m, lr), lr)
         data, callbacks = fit_parts(preset, st["epochs"], lr, images[tr], masks[tr], images[va], masks[va],
                                     seed=100 * s + fold)
         state = stage.fit_stage(model, stage_dir, data, st["epochs"], MONITOR, "min", callbacks,
                                 verbose=run.verbose, save_every_s=run.save_every_s)
         stage.mark_done(stage_dir, {"best_val_loss": state["best"], "best_epoch": state["best_epoch"] + 1})
         prev = stage_dir
-    model = keras.saving.load_model(prev / "best.keras", compile=False)
+    model = reuse.kept(model_key(run, backbone, preset["stages"][-1]["frozen"]))
+    if model is not None:  # the fold's compiled model: its traced prediction step serves
+        stage.copy_weights(prev / "best.keras", model)
+    else:
+        model = keras.saving.load_model(prev / "best.keras", compile=False)
     p_empty = predict_outputs(model, images[va], tta=True, batch_size=2 * preset["batch_size"])["empty"]
     kfold.save_fold(run.dir, fold, va, p_empty=p_empty)
 

@@ -28,7 +28,7 @@ from segmenter import encoders, losses, pseudo
 from segmenter.predict import all_rounds, snapshot_rounds
 from segmenter.presets import PRESETS
 from segmenter.unet import build_unet
-from training import devices, kfold, runs, schedule, stage, weights
+from training import devices, kfold, reuse, runs, schedule, stage, weights
 from training.batches import AugmentedBatches
 from training.predict import predict_outputs
 from training.validation import Validation
@@ -77,6 +77,13 @@ def compile_model(model: keras.Model, preset: dict, rnd: dict) -> None:
                   jit_compile=devices.jit_compile())
 
 
+def model_key(run: runs.Run, rnd: dict) -> str:
+    """What a compiled segmenter depends on besides its weights: the preset and the round's loss
+    (``training.reuse``)."""
+    return json.dumps({"model": "segmenter", "preset": run.preset, "loss": rnd["loss"],
+                       "precision": run.precision}, sort_keys=True)
+
+
 MONITOR = "val_score"
 
 
@@ -110,11 +117,12 @@ def train_round(run: runs.Run, fold: int, r: int, rnd: dict, prev, encoder_path,
           flush=True)
     # the preset's "seed" (default 0) shifts every seed: a repeat run that measures training noise
     seed = 100_000 * preset.get("seed", 0) + 1000 * r + fold
-    devices.new_session(seed, run.precision, preset["batch_size"])
-    model = build_model(preset, encoder_path if prev is None else None)
+    key = model_key(run, rnd)
+    devices.new_session(seed, run.precision, preset["batch_size"], clear=reuse.kept(key) is None)
+    fresh = build_model(preset, encoder_path if prev is None else None)
     if prev is not None:
-        stage.copy_weights(prev / "best.keras", model)
-    compile_model(model, preset, rnd)
+        stage.copy_weights(prev / "best.keras", fresh)
+    model = reuse.compiled(key, fresh, lambda m: compile_model(m, preset, rnd), rnd["lr"])
     data, callbacks = fit_parts(preset, rnd, images, masks, train.images[va], train.masks[va], seed=seed)
     state = stage.fit_stage(model, stage_dir, data, rnd["epochs"], MONITOR, "max", callbacks,
                             verbose=run.verbose, save_every_s=run.save_every_s)
@@ -128,11 +136,15 @@ def save_oof(run: runs.Run, fold: int) -> None:
     _, va = kfold.fold_split(run.folds, fold)
     arrays, rounds = {}, all_rounds(run.preset)
     for r in range(1, len(rounds) + 1):
-        model = keras.saving.load_model(run.dir / f"round{r}" / f"fold{fold}" / "best.keras", compile=False)
+        best = run.dir / f"round{r}" / f"fold{fold}" / "best.keras"
+        model = reuse.kept(model_key(run, rounds[r - 1]))
+        if model is not None:  # the round's compiled model: its traced prediction step serves
+            stage.copy_weights(best, model)
+        else:
+            model = keras.saving.load_model(best, compile=False)
         probs = predict_outputs(model, run.train.images[va], tta=run.preset["tta"],
                                 batch_size=2 * run.preset["batch_size"])
         arrays[f"prob_round{r}"], arrays[f"p_salt_round{r}"] = probs["mask"], probs["salt"]
-        keras.utils.clear_session()
     chosen = snapshot_rounds(run.preset)
     prob = np.mean([arrays[f"prob_round{r}"] for r in chosen], axis=0)
     p_salt = np.mean([arrays[f"p_salt_round{r}"] for r in chosen], axis=0)

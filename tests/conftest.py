@@ -94,3 +94,11 @@ def pytest_collection_modifyitems(config, items):
         return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
 
     items.sort(key=rank)  # stable: the order within a file and among the rest is kept
+
+
+@pytest.fixture(autouse=True)
+def _forget_kept_models():
+    """No compiled model kept by ``training.reuse`` passes from one test to the next."""
+    yield
+    if "training.reuse" in sys.modules:
+        sys.modules["training.reuse"].forget()

@@ -7,11 +7,13 @@ is what runs print and record in run.json; ``distribution()`` spreads a batch ov
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import subprocess
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from salt.cli import UserError
 
@@ -104,13 +106,25 @@ def policy_name(precision: str) -> str:
     return "mixed_bfloat16" if precision == "bfloat16" else "float32"
 
 
-def new_session(seed: int, precision: str = "float32", batch_size: int | None = None) -> None:
+def new_session(seed: int, precision: str = "float32", batch_size: int | None = None, clear: bool = True) -> None:
     """A clean Keras session for the next model: fixed seed, the run's dtype policy (``clear_session``
     resets it to float32, so it is set again every time) and, given the batch size, data parallelism
-    over every device the backend sees."""
-    keras.utils.clear_session()
+    over every device the backend sees.
+
+    ``clear=False`` is for a model whose weights go into one compiled before (``training.reuse``): it
+    keeps Keras' session and TensorFlow's global seed, because on TensorFlow both ``clear_session`` and
+    ``tf.random.set_seed`` empty the kernel cache, and the kept model's traced step would then be
+    instantiated anew at its first step (about 16 s for DenseNet121 on a CPU). The new model is the same
+    either way: Keras' layers draw their initial seeds from Python's ``random``, seeded here, and
+    nothing in this project draws from TensorFlow's global generator (tests/test_reuse.py)."""
+    if clear:
+        keras.utils.clear_session()
     keras.mixed_precision.set_global_policy(policy_name(precision))
-    keras.utils.set_random_seed(seed)
+    if clear or backend() != "tensorflow":
+        keras.utils.set_random_seed(seed)
+    else:
+        random.seed(seed)
+        np.random.seed(seed)
     if batch_size is not None:
         keras.distribution.set_distribution(distribution(batch_size))
 

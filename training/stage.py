@@ -30,6 +30,7 @@ import numpy as np
 
 from salt.cli import UserError
 from salt.io import atomic_path, write_json
+from training.reuse import rng_variables
 
 SAVE_EVERY_S = 60.0
 
@@ -51,11 +52,6 @@ def mark_done(stage_dir: Path, record: dict) -> None:
 
 def read_done(stage_dir: Path) -> dict:
     return json.loads((Path(stage_dir) / "done.json").read_text())
-
-
-def _rng_variables(model) -> list:
-    """The state variables of the model's random generators (dropout), which save_weights leaves out."""
-    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -94,7 +90,7 @@ class ResumableCheckpoint(keras.callbacks.Callback):
             model.optimizer.build(model.trainable_variables)
         try:
             model.load_weights(path)
-            rng = _rng_variables(model)
+            rng = rng_variables(model)
             if len(rng) != len(self.state.get("rng", [])):
                 raise ValueError(f"{len(self.state.get('rng', []))} saved random generators, model has {len(rng)}")
             for v, value in zip(rng, self.state["rng"]):
@@ -137,7 +133,7 @@ class ResumableCheckpoint(keras.callbacks.Callback):
             self.model.save_weights(tmp)
         self.state["epoch"] = epoch
         self.state["rng"] = [np.asarray(keras.ops.convert_to_numpy(v.value)).tolist()
-                             for v in _rng_variables(self.model)]
+                             for v in rng_variables(self.model)]
         write_json(self.dir / "state.json", self.state)
         if old.exists() and old.name != f"last-{epoch}.weights.h5":
             old.unlink()
