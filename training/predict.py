@@ -50,14 +50,34 @@ def predict_outputs(model: keras.Model, images: np.ndarray, tta: bool = True, ba
     return {k: v / len(views) for k, v in total.items()}
 
 
-def fold_average(paths: list[Path], images: np.ndarray, tta: bool = True, batch_size: int = 64) -> dict:
-    """``predict_outputs`` averaged over the saved models ``paths`` (one per fold)."""
+class Models:
+    """Saved models one after another in one Keras model: each next ``.keras`` file of the same
+    architecture only loads its weights into the model built first, whose traced prediction step then
+    serves every file (on TensorFlow's CPU path a new model traces it again: seconds per fold)."""
+
+    def __init__(self):
+        self.model = None
+
+    def load(self, path: Path) -> keras.Model:
+        if self.model is not None:
+            try:
+                self.model.load_weights(path)
+                return self.model
+            except ValueError:  # another architecture: a model of its own
+                pass
+        keras.utils.clear_session()
+        self.model = keras.saving.load_model(path, compile=False)
+        return self.model
+
+
+def fold_average(paths: list[Path], images: np.ndarray, tta: bool = True, batch_size: int = 64,
+                 models: Models | None = None) -> dict:
+    """``predict_outputs`` averaged over the saved models ``paths`` (one per fold), loaded by ``models``."""
+    models = models or Models()
     total: dict[str, np.ndarray] = {}
     for path in paths:
-        model = keras.saving.load_model(path, compile=False)
-        for name, p in predict_outputs(model, images, tta, batch_size).items():
+        for name, p in predict_outputs(models.load(path), images, tta, batch_size).items():
             total[name] = total.get(name, 0.0) + p
-        keras.utils.clear_session()
     return {k: v / len(paths) for k, v in total.items()}
 
 
@@ -83,7 +103,9 @@ def predict_command(model: str, description: str, argv, checkpoints, arrays) -> 
     run_dir = args.out / model
     by_fold = checkpoints(run_dir)
     ids, images = load_images(args.images)
-    per_fold = {k: fold_average(paths, images, not args.no_tta, args.batch_size) for k, paths in by_fold.items()}
+    models = Models()
+    per_fold = {k: fold_average(paths, images, not args.no_tta, args.batch_size, models)
+                for k, paths in by_fold.items()}
     mean = {name: np.mean([p[name] for p in per_fold.values()], axis=0) for name in next(iter(per_fold.values()))}
     out = dict(arrays(mean))
     for k, probs in per_fold.items():
