@@ -106,11 +106,7 @@ def train_fold(run: runs.Run, fold: int, backbone: str, weights: str | None) -> 
                                 verbose=run.verbose, save_every_s=run.save_every_s)
         stage.mark_done(stage_dir, {"best_val_loss": state["best"], "best_epoch": state["best_epoch"] + 1})
         prev = stage_dir
-    model = reuse.kept(model_key(run, backbone, preset["stages"][-1]["frozen"]))
-    if model is not None:  # the fold's compiled model: its traced prediction step serves
-        stage.copy_weights(prev / "best.keras", model)
-    else:
-        model = keras.saving.load_model(prev / "best.keras", compile=False)
+    model = reuse.loaded(model_key(run, backbone, preset["stages"][-1]["frozen"]), prev / "best.keras")
     p_empty = predict_outputs(model, images[va], tta=True, batch_size=2 * preset["batch_size"])["empty"]
     kfold.save_fold(run.dir, fold, va, p_empty=p_empty)
 

@@ -136,12 +136,7 @@ def save_oof(run: runs.Run, fold: int) -> None:
     _, va = kfold.fold_split(run.folds, fold)
     arrays, rounds = {}, all_rounds(run.preset)
     for r in range(1, len(rounds) + 1):
-        best = run.dir / f"round{r}" / f"fold{fold}" / "best.keras"
-        model = reuse.kept(model_key(run, rounds[r - 1]))
-        if model is not None:  # the round's compiled model: its traced prediction step serves
-            stage.copy_weights(best, model)
-        else:
-            model = keras.saving.load_model(best, compile=False)
+        model = reuse.loaded(model_key(run, rounds[r - 1]), run.dir / f"round{r}" / f"fold{fold}" / "best.keras")
         probs = predict_outputs(model, run.train.images[va], tta=run.preset["tta"],
                                 batch_size=2 * run.preset["batch_size"])
         arrays[f"prob_round{r}"], arrays[f"p_salt_round{r}"] = probs["mask"], probs["salt"]

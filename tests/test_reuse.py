@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from training import devices, reuse
+from training import devices, reuse, stage
 
 
 def _model(seed: int, clear: bool = True) -> keras.Model:
@@ -45,7 +45,7 @@ def test_a_reused_model_trains_like_a_fresh_one():
     assert int(second.optimizer.iterations) == int(reference.optimizer.iterations) == 9
     for got, want in zip(second.get_weights(), reference.get_weights(), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-    for got, want in zip(reuse.rng_variables(second), reuse.rng_variables(reference), strict=True):
+    for got, want in zip(stage.rng_variables(second), stage.rng_variables(reference), strict=True):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(got.value), keras.ops.convert_to_numpy(want.value))
     reuse.forget()
     assert reuse.kept("net") is None

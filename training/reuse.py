@@ -13,13 +13,9 @@ from typing import Callable
 
 import keras
 
+from training.stage import copy_weights, rng_variables
+
 _MODELS: dict[str, tuple[keras.Model, list]] = {}
-
-
-def rng_variables(model: keras.Model) -> list:
-    """The state variables of the model's random generators (dropout), which ``get_weights`` and
-    ``save_weights`` leave out."""
-    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
 
 
 def compiled(key: str, fresh: keras.Model, compile_fn: Callable[[keras.Model], None], lr: float) -> keras.Model:
@@ -47,6 +43,16 @@ def compiled(key: str, fresh: keras.Model, compile_fn: Callable[[keras.Model], N
 def kept(key: str) -> keras.Model | None:
     """The model compiled under ``key`` in this process, if any (to predict with its traced step)."""
     return _MODELS[key][0] if key in _MODELS else None
+
+
+def loaded(key: str, path) -> keras.Model:
+    """The model kept under ``key`` holding the weights saved in ``path``, so that its traced prediction
+    step serves; where none is kept, the saved model itself."""
+    model = kept(key)
+    if model is None:
+        return keras.saving.load_model(path, compile=False)
+    copy_weights(path, model)
+    return model
 
 
 def forget() -> None:

@@ -30,7 +30,6 @@ import numpy as np
 
 from salt.cli import UserError
 from salt.io import atomic_path, write_json
-from training.reuse import rng_variables
 
 SAVE_EVERY_S = 60.0
 
@@ -52,6 +51,12 @@ def mark_done(stage_dir: Path, record: dict) -> None:
 
 def read_done(stage_dir: Path) -> dict:
     return json.loads((Path(stage_dir) / "done.json").read_text())
+
+
+def rng_variables(model) -> list:
+    """The state variables of the model's random generators (dropout), which ``get_weights`` and
+    ``save_weights`` leave out."""
+    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
 
 
 class EpochTimer(keras.callbacks.Callback):
