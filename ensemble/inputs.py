@@ -209,7 +209,8 @@ def submitted_masks(path, ids) -> dict:
 def load_seg_pred_meta(path, tuning_fp) -> dict:
     """Ids, image-head P(salt) and which per-fold arrays a segmenter prediction file holds, fingerprint
     checked; the pixel probabilities are read later, one array at a time (`read_array`).
-    Returns {ids, keys, folds (list, [] without per-fold arrays), missing (why there are no per-fold arrays)}."""
+    Returns {ids, keys, folds (list, [] without per-fold arrays), missing (why there are no per-fold arrays),
+    wall_s (`pred_wall_s`)}."""
     keys = npz_keys(path, HINT_PREDICT["segmenter"])
     missing = [k for k in ("ids", "fingerprint", "prob", "p_salt") if k not in keys]
     if missing:
@@ -219,7 +220,12 @@ def load_seg_pred_meta(path, tuning_fp) -> dict:
     ids = [str(i) for i in z["ids"]]
     if len(set(ids)) != len(ids):
         raise UserError(f"{path}: duplicate ids")
-    return {"ids": ids, "keys": keys, **fold_keys(path, keys, ["prob", "p_salt"])}
+    return {"ids": ids, "keys": keys, **fold_keys(path, keys, ["prob", "p_salt"]), "wall_s": pred_wall_s(path, keys)}
+
+
+def pred_wall_s(path, keys) -> float | None:
+    """The seconds a prediction file's command took (its ``wall_s``); None in a file from before it was kept."""
+    return float(read_array(path, "wall_s")) if "wall_s" in keys else None
 
 
 def fold_keys(path, keys, names) -> dict:
@@ -246,7 +252,7 @@ def read_array(path, key) -> np.ndarray:
 
 def load_clf_pred_meta(path, ids, tuning_fp) -> dict | None:
     """A classifier prediction file's P(empty) arrays, aligned on `ids` (the segmenter's), or None if the
-    file is absent. Returns {path, p_empty (N,), by_fold {k: (N,)}, folds, missing}."""
+    file is absent. Returns {path, p_empty (N,), by_fold {k: (N,)}, folds, missing, wall_s}."""
     path = Path(path)
     if not path.is_file():
         return None
@@ -268,4 +274,4 @@ def load_clf_pred_meta(path, ids, tuning_fp) -> dict | None:
 
     return {"path": path, "p_empty": vec("p_empty", z["p_empty"]),
             "by_fold": {k: vec(f"p_empty_fold{k}", read_array(path, f"p_empty_fold{k}")) for k in fk["folds"]},
-            "folds": fk["folds"], "missing": fk["missing"]}
+            "folds": fk["folds"], "missing": fk["missing"], "wall_s": pred_wall_s(path, keys)}

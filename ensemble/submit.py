@@ -5,7 +5,8 @@ python -m ensemble.submit --data DATA --out OUT --pred NAME [--sample DATA/sampl
 
 Reads OUT/ensemble/tuning.json, OUT/segmenter/pred-NAME.npz (ids, prob, p_salt, fingerprint, and per
 fold: folds, prob_fold{k}, p_salt_fold{k}) and, when present, OUT/classifier/pred-NAME.npz (ids, p_empty,
-fingerprint; folds, p_empty_fold{k}). Without a classifier prediction the segmenter-only rules are used.
+fingerprint; folds, p_empty_fold{k}); either may hold wall_s, the seconds its prediction took (recorded
+in submit.json for the report). Without a classifier prediction the segmenter-only rules are used.
 
 The rules were tuned on out-of-fold predictions, each made by one fold's model(s), so they are applied
 to each fold's own test prediction, the same kind of prediction, and the folds are then combined by a
@@ -132,7 +133,8 @@ def submit(data_dir, out_dir, pred, sample=None, images=None) -> dict:
            "classifier": str(clf["path"]) if use_clf else None,
            "mode": "segmenter + classifier" if use_clf else "segmenter only", **combine,
            "tile_rules": tiles, "order": f"sample_submission ({sample})" if use_sample else "sorted ids",
-           "params": params, "fingerprint": tuning_fp, "wall_s": round(time.time() - t0, 3)}
+           "params": params, "fingerprint": tuning_fp, "wall_s": round(time.time() - t0, 3),
+           "predict_wall_s": {"segmenter": meta["wall_s"], "classifier": clf["wall_s"] if clf else None}}
     write_json(out / "ensemble" / "submit.json", rec)
     return rec
 

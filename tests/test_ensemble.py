@@ -112,10 +112,12 @@ def make_run(data_dir, out, classifier=True, seed=0):
     return fp
 
 
-def make_preds(data_dir, out, name, fp, ids=None, classifier=True, seed=1, folds=None, clf_folds=None):
+def make_preds(data_dir, out, name, fp, ids=None, classifier=True, seed=1, folds=None, clf_folds=None,
+               wall_s=(None, None)):
     """Fabricate test predictions pred-NAME.npz for the segmenter (and the classifier). With `folds`, each
     fold's own arrays too (prob_fold{k}, p_salt_fold{k}, p_empty_fold{k}, folds), the means of which are
-    prob, p_salt, p_empty; `clf_folds` (default `folds`) for the classifier's file alone."""
+    prob, p_salt, p_empty; `clf_folds` (default `folds`) for the classifier's file alone; `wall_s`, the
+    seconds each file says its prediction took (None: no wall_s, as in files from before it was kept)."""
     rng = np.random.default_rng(seed)
     all_ids, images = load_images(Path(data_dir) / "test" / "images")
     ids = list(all_ids) if ids is None else list(ids)
@@ -141,6 +143,10 @@ def make_preds(data_dir, out, name, fp, ids=None, classifier=True, seed=1, folds
         seg["folds"] = np.array(folds)
         if clf_folds:
             clf["folds"] = np.array(clf_folds)
+    if wall_s[0] is not None:
+        seg["wall_s"] = np.array(wall_s[0])
+    if wall_s[1] is not None:
+        clf["wall_s"] = np.array(wall_s[1])
     save_npz(Path(out) / "segmenter" / f"pred-{name}.npz", ids=np.array(ids), prob=prob, p_salt=p_salt,
              fingerprint=np.array(fp), **seg)
     if classifier:
@@ -615,6 +621,20 @@ def test_submit_votes_the_folds_own_predictions(run_copy, data_dir):
     make_preds(data_dir, out, "w", fp, folds=[0, 1, 2], clf_folds=[])
     rec = submit(data_dir, out, "w")
     assert rec["combine"] == "mean" and "classifier/pred-w.npz has no per-fold arrays" in rec["combine_note"]
+
+
+def test_submit_records_how_long_the_predictions_took(run_copy, data_dir):
+    from ensemble.submit import submit
+
+    out, fp = run_copy
+    make_preds(data_dir, out, "s", fp, folds=[0, 1, 2], wall_s=(57.5, 39.25))
+    assert submit(data_dir, out, "s")["predict_wall_s"] == {"segmenter": 57.5, "classifier": 39.25}
+    rec = json.loads((out / "ensemble" / "submit.json").read_text())
+    assert rec["predict_wall_s"] == {"segmenter": 57.5, "classifier": 39.25}
+    make_preds(data_dir, out, "o", fp)  # files written before the time was kept
+    assert submit(data_dir, out, "o")["predict_wall_s"] == {"segmenter": None, "classifier": None}
+    make_preds(data_dir, out, "n", fp, classifier=False, wall_s=(12.0, None))
+    assert submit(data_dir, out, "n")["predict_wall_s"] == {"segmenter": 12.0, "classifier": None}
 
 
 def test_submit_segmenter_only_and_sorted_ids(run_copy, data_dir):

@@ -157,7 +157,8 @@ def make_run(data_dir, out, epoch_s=True, seed=0):
     tune(data_dir, out)  # with OUT/mosaic.csv: it tries the rules from labelled neighbours
     write_json(out / "ensemble" / "submit.json", {
         "path": str(out / "submission.csv"), "n_images": 10, "n_empty": 4, "mode": "segmenter + classifier",
-        "order": "sample_submission.csv", "pred": "submit", "wall_s": 105.0})
+        "order": "sample_submission.csv", "pred": "submit", "wall_s": 105.0,
+        "predict_wall_s": {"segmenter": 57.0, "classifier": 39.0}})
     return fp
 
 
@@ -431,6 +432,26 @@ def test_training_section_minutes_and_missing_log(run):
     assert crow[4:8] == [str(cb + 1), f"{clog['val_loss'][cb]:.4f}", f"{clog['val_loss'].iloc[-1]:.4f}",
                          f"{clog['val_auc'][cb]:.4f}"]
     assert "over-training" in crow[-1]  # the fabricated val_loss rises at the last epoch
+
+
+def test_time_table_has_every_command_and_their_sum(run, run_copy, data_dir):
+    from ensemble.report import report
+
+    out, page = run
+    tuning_s = json.loads((out / "ensemble" / "tuning.json").read_text())["wall_s"]
+    rows = page.table("Time", "step")
+    assert rows[5][0] == "ensemble tuning"  # its seconds come from the tuning run in the fixture
+    assert rows[1:5] + rows[6:] == [
+        ["segmenter training", "86.0 min"], ["classifier training", "68.0 min"],
+        ["segmenter test prediction", "0.95 min"], ["classifier test prediction", "0.65 min"],
+        ["submission", "1.8 min"], ["total", f"{(5160 + 4080 + 57 + 39 + tuning_s + 105) / 60:.1f} min"]]
+    # a submit.json from before the predictions' times were kept: those rows say so and the sum leaves them out
+    sub = json.loads((run_copy / "ensemble" / "submit.json").read_text())
+    del sub["predict_wall_s"]
+    write_json(run_copy / "ensemble" / "submit.json", sub)
+    rows = Page(report(data_dir, run_copy).read_text(encoding="utf-8")).table("Time", "step")
+    assert rows[3:5] == [["segmenter test prediction", "not recorded"], ["classifier test prediction", "not recorded"]]
+    assert rows[-1] == ["total", f"{(5160 + 4080 + tuning_s + 105) / 60:.1f} min"]
 
 
 def test_old_logs_without_epoch_s_and_broken_logs(run_copy, data_dir):

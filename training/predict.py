@@ -97,7 +97,8 @@ def predict_command(model: str, description: str, argv, checkpoints, arrays) -> 
     ({fold: [saved models]}) predict the folder of images. OUT/MODEL/pred-NAME.npz gets, beside the ids
     and the fingerprint of the data the models were trained on, ``arrays(probabilities)`` of the mean over
     every fold and, for each fold k, the same arrays of that fold's models alone with the suffix
-    ``_fold{k}`` (the ensemble can treat each fold's prediction as it treats an out-of-fold one)."""
+    ``_fold{k}`` (the ensemble can treat each fold's prediction as it treats an out-of-fold one), and
+    ``wall_s``, the seconds this prediction took (the report's time table)."""
     args = parse_predict_args(model, description, argv)
     start = time.time()
     run_dir = args.out / model
@@ -112,8 +113,10 @@ def predict_command(model: str, description: str, argv, checkpoints, arrays) -> 
         out.update({f"{name}_fold{k}": v for name, v in arrays(probs).items()})
     fingerprint = json.loads((run_dir / "metrics.json").read_text())["fingerprint"]
     path = run_dir / f"pred-{args.name}.npz"
-    save_npz(path, ids=np.array(ids), fingerprint=np.array(fingerprint), folds=np.array(sorted(per_fold)), **out)
+    wall = time.time() - start
+    save_npz(path, ids=np.array(ids), fingerprint=np.array(fingerprint), folds=np.array(sorted(per_fold)),
+             wall_s=np.array(wall), **out)
     n_models = sum(len(p) for p in by_fold.values())
     print(f"{model}: {len(ids)} images from {args.images}, {len(by_fold)} folds ({n_models} models) -> {path} "
-          f"({time.time() - start:.0f} s)")
+          f"({wall:.0f} s)")
     return 0
