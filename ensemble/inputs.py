@@ -224,8 +224,12 @@ def load_seg_pred_meta(path, tuning_fp) -> dict:
 
 
 def pred_wall_s(path, keys) -> float | None:
-    """The seconds a prediction file's command took (its ``wall_s``); None in a file from before it was kept."""
-    return float(read_array(path, "wall_s")) if "wall_s" in keys else None
+    """The seconds a prediction file's command took (its ``wall_s``); None in a file from before it was kept,
+    or where it is not one number (it only feeds the report's time table)."""
+    if "wall_s" not in keys:
+        return None
+    wall = read_array(path, "wall_s")
+    return float(wall) if wall.shape == () and wall.dtype.kind in "fiu" else None
 
 
 def fold_keys(path, keys, names) -> dict:

@@ -635,6 +635,8 @@ def test_submit_records_how_long_the_predictions_took(run_copy, data_dir):
     assert submit(data_dir, out, "o")["predict_wall_s"] == {"segmenter": None, "classifier": None}
     make_preds(data_dir, out, "n", fp, classifier=False, wall_s=(12.0, None))
     assert submit(data_dir, out, "n")["predict_wall_s"] == {"segmenter": 12.0, "classifier": None}
+    make_preds(data_dir, out, "b", fp, wall_s=([1.0, 2.0], "soon"))  # not one number: no time, no failure
+    assert submit(data_dir, out, "b")["predict_wall_s"] == {"segmenter": None, "classifier": None}
 
 
 def test_submit_segmenter_only_and_sorted_ids(run_copy, data_dir):
