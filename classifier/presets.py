@@ -17,15 +17,15 @@ PRESETS: dict[str, dict] = {
         "stages": [{"name": "head", "epochs": 1, "lr": 1e-3, "frozen": True},
                    {"name": "finetune", "epochs": 1, "lr": 1e-4, "lr_random": 1e-3, "frozen": False}],
     },
-    # About 12 minutes of 2 CPU cores for 5 folds, the classifier's share of the cpu preset's 90 minutes:
-    # at 32x32 (DenseNet121's smallest input, a quarter of the pixels of 64x64) its 5 folds took 11.5 min
-    # (fold 0: AUC 0.67 against 0.74 at 64), and a random DenseNet121 this short adds nothing the ensemble
-    # keeps at either size (README), so the minutes go to the segmenter.
+    # The classifier's share of the cpu preset's 90 minutes of 2 CPU cores: at 32x32 (DenseNet121's smallest
+    # input, a quarter of the pixels of 64x64) 3 epochs a fold took 7.6 minutes for 5 folds (out/cpu8, AUC
+    # 0.62), and a random DenseNet121 this short adds nothing the ensemble keeps (README), so one epoch a
+    # fold, and the minutes go to the segmenter.
     "cpu": {
         "input_size": 32, "dropout": 0.3, "encoder_weights": "imagenet",
         "batch_size": 32, "augment": AUGMENT, "precision": {"gpu": "bfloat16", "cpu": "float32"},
         "stages": [{"name": "head", "epochs": 1, "lr": 1e-3, "frozen": True},
-                   {"name": "finetune", "epochs": 3, "lr": 1e-4, "lr_random": 1e-3, "frozen": False}],
+                   {"name": "finetune", "epochs": 1, "lr": 1e-4, "lr_random": 1e-3, "frozen": False}],
     },
     # DenseNet121 / InceptionResNetV2 at 128, bfloat16 on a GPU.
     "full": {

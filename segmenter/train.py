@@ -87,6 +87,13 @@ def model_key(run: runs.Run, rnd: dict) -> str:
 MONITOR = "val_score"
 
 
+def validation_every(preset: dict, rnd: dict) -> int:
+    """Validate every N-th epoch of a round (and its last): the preset's ``validate_every``, 1 by default;
+    ``"last"`` validates the round's last epoch alone."""
+    every = preset.get("validate_every", 1)
+    return rnd["epochs"] if every == "last" else int(every)
+
+
 def fit_parts(preset: dict, rnd: dict, images, masks, val_images, val_masks, seed: int):
     """The training batches and the callbacks of one round: the learning-rate schedule and the validation
     score (also what ``make bench`` times)."""
@@ -95,7 +102,7 @@ def fit_parts(preset: dict, rnd: dict, images, masks, val_images, val_masks, see
     callbacks = [schedule.scheduler(rnd["epochs"], rnd["lr"], rnd.get("warmup", 0)),
                  Validation(val_images, validation_score(val_masks), 2 * preset["batch_size"],
                             echo="val_score {val_score:.4f} at threshold {val_threshold:.2f}",
-                            every=preset.get("validate_every", 1), epochs=rnd["epochs"],
+                            every=validation_every(preset, rnd), epochs=rnd["epochs"],
                             names=("val_score", "val_threshold"))]
     return data, callbacks
 

@@ -2,6 +2,8 @@
 checkpoint, divergence, finished stages, and refusing mixed runs."""
 from __future__ import annotations
 
+import copy
+
 import io
 import json
 import zipfile
@@ -170,6 +172,24 @@ def test_validating_every_few_epochs_keeps_the_best_of_those(tmp_path):
     assert state["best_epoch"] == 2 + int(np.argmax(few[2:])) and state["best"] == pytest.approx(few[2:].max())
     with pytest.raises(ValueError, match="epochs"):
         Validation(np.zeros((4, 101, 101), np.uint8), _score(None), batch_size=8, every=2)
+
+
+@pytest.mark.parametrize("setting, validated", [(None, [0, 1, 2, 3, 4]), (3, [2, 4]), ("last", [4])])
+def test_segmenter_preset_names_the_validated_epochs(setting, validated):
+    """A segmenter preset's ``validate_every`` over a round of 5 epochs (0-based): absent, every epoch;
+    3, the 3rd and the round's last; "last", the last alone."""
+    from segmenter.presets import PRESETS
+    from segmenter.train import fit_parts
+
+    preset = copy.deepcopy(PRESETS["smoke"])
+    preset.pop("validate_every", None)
+    if setting is not None:
+        preset["validate_every"] = setting
+    images, masks = _data()
+    _, callbacks = fit_parts(preset, {"loss": "bce_dice", "epochs": 5, "lr": 1e-3}, images, masks, images[:4],
+                             masks[:4], seed=0)
+    (val,) = [c for c in callbacks if isinstance(c, Validation)]
+    assert [e for e in range(5) if val.due(e)] == validated
 
 
 class _Poison(keras.callbacks.Callback):
