@@ -7,8 +7,8 @@ each later round from the fold's best checkpoint of the round before, with a fre
 cycle (``warmup`` epochs of linear warm-up first). ``precision`` is the numerics per device
 (``--precision auto``). Optional fields, off unless a preset sets them: ``seed`` (shifts every random
 seed: a repeat that measures training noise), ``validate_every`` (validate every N-th epoch and the last
-of a round, or ``"last"``: the last alone; the checkpoint is the best of those), ``lovasz_elu`` (elu(e) + 1 for relu(e) in the
-Lovasz hinge), ``lovasz_symmetric``, ``lovasz_salt_only``, ``snapshots``
+of a round, or ``"last"``: the last alone; the checkpoint is the best of those), ``lovasz_elu`` (elu(e) + 1
+for relu(e) in the Lovasz hinge), ``lovasz_symmetric``, ``lovasz_salt_only``, ``snapshots``
 (last | lovasz | all), ``pseudo`` ({epochs, lr, low, high, share}), ``network.dropout_before_head_bn``.
 """
 from __future__ import annotations

@@ -3,7 +3,6 @@ checkpoint, divergence, finished stages, and refusing mixed runs."""
 from __future__ import annotations
 
 import copy
-
 import io
 import json
 import zipfile
