@@ -91,7 +91,11 @@ def validation_every(preset: dict, rnd: dict) -> int:
     """Validate every N-th epoch of a round (and its last): the preset's ``validate_every``, 1 by default;
     ``"last"`` validates the round's last epoch alone."""
     every = preset.get("validate_every", 1)
-    return rnd["epochs"] if every == "last" else int(every)
+    if every == "last":
+        return rnd["epochs"]
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise UserError(f"validate_every {every!r}: write a whole number of epochs (1 or more) or \"last\"")
+    return every
 
 
 def fit_parts(preset: dict, rnd: dict, images, masks, val_images, val_masks, seed: int):
@@ -202,6 +206,8 @@ def main(argv=None) -> int:
         run.preset["rounds"] = run.preset["rounds"][:args.rounds]
     if args.edge:
         run.preset["network"]["edge"] = args.edge == "on"
+    for rnd in all_rounds(run.preset):  # a bad --set fails here, before anything is written
+        validation_every(run.preset, rnd)
     encoder = encoders.get(run.preset["network"]["encoder"])
     find = encoder.find_imagenet or (lambda: weights.warn_random(
         run.preset["network"]["encoder"], "none exist for this encoder", "Use --encoder-weights none."))

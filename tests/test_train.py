@@ -210,6 +210,20 @@ def test_bad_options(synthetic_data, tmp_path, call_cli, args, words):
     assert not (tmp_path / "out" / "segmenter").exists() and not (tmp_path / "out" / "classifier").exists()
 
 
+@pytest.mark.parametrize("value", ["0", "2.5", "lst", "true"])
+def test_bad_validate_every(synthetic_data, tmp_path, call_cli, value):
+    """A ``validate_every`` that is neither a whole number of epochs nor "last": one line, exit 2, before any
+    round is trained or run.json written."""
+    import segmenter.train
+
+    code, out, err = call_cli(segmenter.train.main, ["--data", synthetic_data, "--out", tmp_path / "out", "--preset",
+                                                     "smoke", "--folds", "2", "--set", f"validate_every={value}"])
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert "validate_every" in lines[0] and "last" in lines[0], lines[0]
+    assert not (tmp_path / "out" / "segmenter").exists()
+
+
 def test_refuses_other_data_and_other_settings(trained, tmp_path):
     data, out = trained
     run_json = (out / "segmenter" / "run.json").read_text()
