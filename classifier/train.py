@@ -24,6 +24,7 @@ from salt.cli import UserError, run_cli
 from salt.io import write_csv
 from training import devices, kfold, reuse, runs, schedule, stage
 from training.batches import AugmentedBatches
+from training.pace import Pace, epochs_left
 from training.predict import predict_outputs
 from training.validation import Validation
 
@@ -103,7 +104,7 @@ def train_fold(run: runs.Run, fold: int, backbone: str, weights: str | None) -> 
         data, callbacks = fit_parts(preset, st["epochs"], lr, images[tr], masks[tr], images[va], masks[va],
                                     seed=100 * s + fold)
         state = stage.fit_stage(model, stage_dir, data, st["epochs"], MONITOR, "min", callbacks,
-                                verbose=run.verbose, save_every_s=run.save_every_s)
+                                verbose=run.verbose, save_every_s=run.save_every_s, pace=run.pace)
         stage.mark_done(stage_dir, {"best_val_loss": state["best"], "best_epoch": state["best_epoch"] + 1})
         prev = stage_dir
     model = reuse.loaded(model_key(run, backbone, preset["stages"][-1]["frozen"]), prev / "best.keras")
@@ -131,6 +132,9 @@ def main(argv=None) -> int:
     run = runs.start_run(args, PRESETS, "classifier", "stages")
     weights, init = resolve_encoder_weights(args.backbone, run.preset["encoder_weights"])
     run.open(encoder_init=init, backbone=args.backbone, folds=run.k)
+    run.pace = Pace(epochs_left((run.dir / f"fold{fold}" / st["name"], st["epochs"]) for fold in run.fold_list
+                                if not kfold.oof_path(run.dir, fold).exists()
+                                for st in run.preset["stages"] if not (st["frozen"] and weights is None)))
     print(f"classifier: {args.backbone}, preset {run.name} (encoder init: {init}, {len(run.train.ids)} images, "
           f"{run.k} folds)\n{json.dumps(run.preset)}", flush=True)
     if not kfold.train_folds(run, lambda fold: train_fold(run, fold, args.backbone, weights)):

@@ -30,6 +30,7 @@ from segmenter.presets import PRESETS
 from segmenter.unet import build_unet
 from training import devices, kfold, reuse, runs, schedule, stage, weights
 from training.batches import AugmentedBatches
+from training.pace import Pace, epochs_left
 from training.predict import predict_outputs
 from training.validation import Validation
 
@@ -136,7 +137,7 @@ def train_round(run: runs.Run, fold: int, r: int, rnd: dict, prev, encoder_path,
     model = reuse.compiled(key, fresh, lambda m: compile_model(m, preset, rnd), rnd["lr"])
     data, callbacks = fit_parts(preset, rnd, images, masks, train.images[va], train.masks[va], seed=seed)
     state = stage.fit_stage(model, stage_dir, data, rnd["epochs"], MONITOR, "max", callbacks,
-                            verbose=run.verbose, save_every_s=run.save_every_s)
+                            verbose=run.verbose, save_every_s=run.save_every_s, pace=run.pace)
     stage.mark_done(stage_dir, {"best_score": state["best"], "best_epoch": state["best_epoch"] + 1})
     return stage_dir
 
@@ -213,6 +214,9 @@ def main(argv=None) -> int:
         run.preset["network"]["encoder"], "none exist for this encoder", "Use --encoder-weights none."))
     encoder_path, init = weights.resolve(run.preset["encoder_weights"], find)
     run.open(encoder_init=init, folds=run.k)
+    run.pace = Pace(epochs_left((run.dir / f"round{r}" / f"fold{fold}", rnd["epochs"]) for fold in run.fold_list
+                                if not kfold.oof_path(run.dir, fold).exists()
+                                for r, rnd in enumerate(all_rounds(run.preset), 1)))
     print(f"segmenter: preset {run.name} (encoder init: {init}, {len(run.train.ids)} images, {run.k} folds)\n"
           f"{json.dumps(run.preset)}", flush=True)
     if not kfold.train_folds(run, lambda fold: train_fold(run, fold, encoder_path, args.data / "test" / "images")):

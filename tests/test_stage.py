@@ -96,6 +96,34 @@ def _assert_same_weights(a, b):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
 
 
+def test_step_loop_trains_what_fit_trains():
+    """``stage.train_epochs`` (one train_on_batch a step) against Keras' own ``fit`` over the same stream of
+    batches from the same initial weights: the same weights after 3 epochs, and as each epoch's loss the
+    mean of its steps' losses, which is what fit's loss metric holds for batches of one size."""
+    images, masks = _data()
+    runs_ = []
+    for loop in (False, True):
+        model = _model()
+        data = AugmentedBatches(images[:16], masks[:16], _targets, batch_size=4, augment=AUGMENT, seed=3, workers=0)
+        batch_losses = []
+
+        class Steps(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                batch_losses.append(float(logs["loss"]))
+
+        if loop:
+            stage.train_epochs(model, data, 3, 0, [Steps()], verbose=0)
+        else:
+            model.fit(data, epochs=3, steps_per_epoch=len(data), callbacks=[Steps()], verbose=0, shuffle=False)
+        runs_.append((model, model.history.history["loss"], batch_losses))
+    (fit_model, fit_loss, fit_steps), (loop_model, loop_loss, loop_steps) = runs_
+    _assert_same_weights(fit_model, loop_model)
+    np.testing.assert_allclose(loop_loss, fit_loss, rtol=1e-5)
+    # the running mean after each step, as fit reports it: the last of each epoch is the epoch's loss
+    np.testing.assert_allclose(loop_steps, fit_steps, rtol=1e-5)
+    assert len(loop_steps) == 3 * 4
+
+
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     """Killed at the end of epoch 3 of 4, before its checkpoint, and resumed: epoch 3 runs again with the
     same batches, augmentations and dropout masks, and the result is the same weights, optimizer steps,

@@ -181,6 +181,11 @@ def test_kill_and_resume(synthetic_data, tmp_path):
     resumed = python("segmenter.train", *args)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     assert f"after epoch {killed_at}" in resumed.stdout
+    # fold 0 alone: round 1 of 2 x 2 epochs and round 2 of 1 x 2 (--epochs-scale 2), less those trained
+    left = 4 + 2 - killed_at
+    done = [line for line in resumed.stdout.splitlines() if line.startswith("run: ")]
+    assert len(done) == left and done[0].startswith(f"run: 1 of {left} epochs done;"), done
+    assert done[-1].startswith(f"run: {left} of {left} epochs done; 0 s of training left"), done
     log = pd.read_csv(out / "segmenter" / "round1" / "fold0" / "log.csv")
     assert log["epoch"].is_unique and log["epoch"].max() == 3, "every epoch logged once, up to the last"
     assert (out / "segmenter" / "oof" / "fold0.npz").exists()

@@ -137,6 +137,14 @@ def jit_compile():
     return "auto"
 
 
+def step_loop() -> bool:
+    """Whether the trainers feed their steps one ``train_on_batch`` at a time (``training.stage.train_epochs``)
+    instead of through ``fit``'s data iterator: on TensorFlow on a CPU, where that iterator made an epoch
+    1.6-1.8x slower (README, Benchmark). Elsewhere ``fit`` keeps the device's queue full: a GPU step
+    waits for no Python."""
+    return backend() == "tensorflow" and not has_gpu()
+
+
 def cores() -> int:
     """The CPU cores this process may run on (taskset and cgroup CPU sets count; os.cpu_count() does not)."""
     try:

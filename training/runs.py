@@ -88,6 +88,7 @@ class Run:
     precision: str
     verbose: object
     save_every_s: float = stage.SAVE_EVERY_S
+    pace: object = None  # training.pace.Pace, set by the trainer once it knows the epochs left
     start: float = field(default_factory=time.time)
 
     def open(self, **extra) -> dict:
