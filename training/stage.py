@@ -163,7 +163,8 @@ def _trim_log(path: Path, epochs: int) -> None:
 
 def fit_stage(model: keras.Model, stage_dir: Path, train_data, epochs: int, monitor: str, mode: str,
               callbacks=(), verbose="auto", save_every_s: float = SAVE_EVERY_S, pace=None, **fit_kwargs) -> dict:
-    """Runs ``model.fit`` for one stage so that it resumes after a kill; returns the checkpoint state.
+    """Runs one stage's epochs so that it resumes after a kill (``model.fit``, or on TensorFlow on a CPU
+    ``train_epochs``: ``devices.step_loop()``); returns the checkpoint state.
 
     ``callbacks`` come first, so a callback that adds a validation value to the logs (the competition
     metric, say) is seen by the timer, the checkpoint and the CSV log. ``pace`` (``training.pace.Pace``)
@@ -205,7 +206,7 @@ def train_epochs(model: keras.Model, batches, epochs: int, initial_epoch: int, c
     as epoch logs the mean of the steps' logs (what ``fit``'s metrics hold for batches of one size).
 
     On TensorFlow on a CPU, ``fit`` pulls every batch through an in-graph tf.data iterator, and an epoch of
-    the cpu preset took 1.6-1.8x the time of the same steps fed by ``train_on_batch`` (README, Benchmark).
+    the cpu preset took 1.87x the time of the same steps fed by ``train_on_batch`` (``bench/fit_loop.py``).
     The step itself is the same compiled ``train_step``, so the weights are those ``fit`` reaches
     (``tests/test_stage.py``)."""
     steps = len(batches)
