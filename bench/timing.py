@@ -1,5 +1,6 @@
 """Timing a network: its bare training step, its flip-TTA inference, and a whole epoch of the trainer's
-own epoch (``training.stage.fit_stage``: batches, callbacks, validation score, checkpoint) against the bare steps it contains."""
+own ``training.stage.fit_stage`` (batches, callbacks, validation score, checkpoint) against the bare
+steps it contains."""
 from __future__ import annotations
 
 import tempfile
@@ -70,8 +71,8 @@ class _EpochStarts(keras.callbacks.Callback):
 
 
 def fit_vs_step(s: Subject, steps: int, val_images: int, epochs: int = 3) -> dict:
-    """Seconds of one whole epoch of the trainer's ``stage.fit_stage`` (``steps`` batches, the validation score on
-    ``val_images`` images, the learning-rate schedule, the checkpoint, the CSV log) and of the same number
+    """Seconds of one whole epoch of the trainer's ``stage.fit_stage`` (``steps`` batches, the validation
+    score on ``val_images`` images, the learning-rate schedule, the checkpoint, the CSV log) and of the same number
     of bare training steps on one fixed batch; their ratio is what the pipeline around the step costs.
 
     The epoch measured is the second of ``epochs``: the first compiles, and its checkpoint is written as in
