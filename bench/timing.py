@@ -72,8 +72,8 @@ class _EpochStarts(keras.callbacks.Callback):
 
 def fit_vs_step(s: Subject, steps: int, val_images: int, epochs: int = 3) -> dict:
     """Seconds of one whole epoch of the trainer's ``stage.fit_stage`` (``steps`` batches, the validation
-    score on ``val_images`` images, the learning-rate schedule, the checkpoint, the CSV log) and of the same number
-    of bare training steps on one fixed batch; their ratio is what the pipeline around the step costs.
+    score on ``val_images`` images, the learning-rate schedule, the checkpoint, the CSV log) and of the same
+    number of bare training steps on one fixed batch; their ratio is what the pipeline around the step costs.
 
     The epoch measured is the second of ``epochs``: the first compiles, and its checkpoint is written as in
     training (the resume state about once a minute, best.keras when the score improves)."""

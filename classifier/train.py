@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -76,6 +77,11 @@ def fit_parts(preset: dict, epochs: int, lr: float, images, masks, val_images, v
     return data, callbacks
 
 
+def stage_folder(run: runs.Run, fold: int, st: dict) -> Path:
+    """A fold's stage folder: best.keras, log.csv, the resume state."""
+    return run.dir / f"fold{fold}" / st["name"]
+
+
 def train_fold(run: runs.Run, fold: int, backbone: str, weights: str | None) -> None:
     """Trains one fold's stages (skipping finished ones) and saves its out-of-fold P(empty)."""
     tr, va = kfold.fold_split(run.folds, fold)
@@ -83,7 +89,7 @@ def train_fold(run: runs.Run, fold: int, backbone: str, weights: str | None) -> 
     encoder_random = weights is None
     prev = None
     for s, st in enumerate(preset["stages"]):
-        stage_dir = run.dir / f"fold{fold}" / st["name"]
+        stage_dir = stage_folder(run, fold, st)
         if st["frozen"] and encoder_random:
             print(f"fold {fold} {st['name']}: skipped, the encoder is random")
             continue
@@ -132,7 +138,7 @@ def main(argv=None) -> int:
     run = runs.start_run(args, PRESETS, "classifier", "stages")
     weights, init = resolve_encoder_weights(args.backbone, run.preset["encoder_weights"])
     run.open(encoder_init=init, backbone=args.backbone, folds=run.k)
-    run.pace = Pace(epochs_left((run.dir / f"fold{fold}" / st["name"], st["epochs"]) for fold in run.fold_list
+    run.pace = Pace(epochs_left((stage_folder(run, fold, st), st["epochs"]) for fold in run.fold_list
                                 if not kfold.oof_path(run.dir, fold).exists()
                                 for st in run.preset["stages"] if not (st["frozen"] and weights is None)))
     print(f"classifier: {args.backbone}, preset {run.name} (encoder init: {init}, {len(run.train.ids)} images, "

@@ -16,6 +16,11 @@ from salt.cli import UserError, run_cli
 from training.predict import predict_command
 
 
+def round_dir(run_dir: Path, r: int, fold: int) -> Path:
+    """The stage folder of round ``r`` (1-based) of a fold: best.keras, log.csv, the resume state."""
+    return Path(run_dir) / f"round{r}" / f"fold{fold}"
+
+
 def all_rounds(preset: dict) -> list[dict]:
     """The rounds every fold trains: the preset's, then the pseudo-label round where it has one."""
     rounds = list(preset["rounds"])
@@ -46,7 +51,7 @@ def fold_models(run_dir: Path) -> dict[int, list[Path]]:
     run = json.loads((run_dir / "run.json").read_text())
     paths = {}
     for k in range(run["folds"]):
-        paths[k] = [run_dir / f"round{r}" / f"fold{k}" / "best.keras" for r in snapshot_rounds(run["config"])]
+        paths[k] = [round_dir(run_dir, r, k) / "best.keras" for r in snapshot_rounds(run["config"])]
         missing = [p for p in paths[k] if not p.exists()]
         if missing:
             raise UserError(f"{missing[0]}: checkpoint missing; run `make train-segmenter` first")

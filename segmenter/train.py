@@ -25,7 +25,7 @@ from salt.cli import UserError, run_cli
 from salt.io import save_npz
 from salt.metric import competition_score, image_scores
 from segmenter import encoders, losses, pseudo
-from segmenter.predict import all_rounds, snapshot_rounds
+from segmenter.predict import all_rounds, round_dir, snapshot_rounds
 from segmenter.presets import PRESETS
 from segmenter.unet import build_unet
 from training import devices, kfold, reuse, runs, schedule, stage, weights
@@ -117,7 +117,7 @@ def train_round(run: runs.Run, fold: int, r: int, rnd: dict, prev, encoder_path,
     the round before) unless it is done; ``extra`` (images, masks) joins the training part."""
     tr, va = kfold.fold_split(run.folds, fold)
     train, preset = run.train, run.preset
-    stage_dir = run.dir / f"round{r}" / f"fold{fold}"
+    stage_dir = round_dir(run.dir, r, fold)
     if stage.is_done(stage_dir):
         print(f"fold {fold} round {r}: done, skipped")
         return stage_dir
@@ -148,7 +148,7 @@ def save_oof(run: runs.Run, fold: int) -> None:
     _, va = kfold.fold_split(run.folds, fold)
     arrays, rounds = {}, all_rounds(run.preset)
     for r in range(1, len(rounds) + 1):
-        model = reuse.loaded(model_key(run, rounds[r - 1]), run.dir / f"round{r}" / f"fold{fold}" / "best.keras")
+        model = reuse.loaded(model_key(run, rounds[r - 1]), round_dir(run.dir, r, fold) / "best.keras")
         probs = predict_outputs(model, run.train.images[va], tta=run.preset["tta"],
                                 batch_size=2 * run.preset["batch_size"])
         arrays[f"prob_round{r}"], arrays[f"p_salt_round{r}"] = probs["mask"], probs["salt"]
@@ -214,7 +214,7 @@ def main(argv=None) -> int:
         run.preset["network"]["encoder"], "none exist for this encoder", "Use --encoder-weights none."))
     encoder_path, init = weights.resolve(run.preset["encoder_weights"], find)
     run.open(encoder_init=init, folds=run.k)
-    run.pace = Pace(epochs_left((run.dir / f"round{r}" / f"fold{fold}", rnd["epochs"]) for fold in run.fold_list
+    run.pace = Pace(epochs_left((round_dir(run.dir, r, fold), rnd["epochs"]) for fold in run.fold_list
                                 if not kfold.oof_path(run.dir, fold).exists()
                                 for r, rnd in enumerate(all_rounds(run.preset), 1)))
     print(f"segmenter: preset {run.name} (encoder init: {init}, {len(run.train.ids)} images, {run.k} folds)\n"

@@ -140,8 +140,8 @@ def jit_compile():
 def step_loop() -> bool:
     """Whether the trainers feed their steps one ``train_on_batch`` at a time (``training.stage.train_epochs``)
     instead of through ``fit``'s data iterator: on TensorFlow on a CPU, where that iterator made an epoch
-    of the cpu preset 1.87x slower (``bench/fit_loop.py``, README). Elsewhere ``fit`` keeps the device's queue full: a GPU step
-    waits for no Python."""
+    of the cpu preset 1.87x slower (``bench/fit_loop.py``, README). Elsewhere ``fit`` keeps the device's
+    queue full: a GPU step waits for no Python."""
     return backend() == "tensorflow" and not has_gpu()
 
 

@@ -207,8 +207,9 @@ def train_epochs(model: keras.Model, batches, epochs: int, initial_epoch: int, c
 
     On TensorFlow on a CPU, ``fit`` pulls every batch through an in-graph tf.data iterator, and an epoch of
     the cpu preset took 1.87x the time of the same steps fed by ``train_on_batch`` (``bench/fit_loop.py``).
-    The step itself is the same compiled ``train_step``, so the weights are those ``fit`` reaches
-    (``tests/test_stage.py``)."""
+    The step itself is the same compiled ``train_step`` over the same batches: with TensorFlow's op
+    determinism on, the weights are those ``fit`` reaches (``tests/test_stage.py``); without it the two
+    graphs may round differently, as another seed would."""
     steps = len(batches)
     callbacks = keras.callbacks.CallbackList(callbacks, add_history=True, add_progbar=verbose != 0,
                                              verbose=verbose, epochs=epochs, steps=steps, model=model)
@@ -217,14 +218,13 @@ def train_epochs(model: keras.Model, batches, epochs: int, initial_epoch: int, c
     logs = {}
     for epoch in range(initial_epoch, epochs):
         callbacks.on_epoch_begin(epoch)
-        sums, done = {}, 0
+        sums = {}
         for step in range(steps):
             callbacks.on_train_batch_begin(step)
             x, y = batches[(epoch - initial_epoch) * steps + step]
             for name, value in model.train_on_batch(x, y, return_dict=True).items():
                 sums[name] = sums.get(name, 0.0) + float(value)
-            done += 1
-            logs = {name: total / done for name, total in sums.items()}
+            logs = {name: total / (step + 1) for name, total in sums.items()}
             callbacks.on_train_batch_end(step, logs)
             if model.stop_training:
                 break
