@@ -47,3 +47,22 @@ def test_bench_quick(tmp_path):
     for m in (seg, clf):
         assert m["train_images_per_s"] > 0 and m["infer_images_per_s"] > 0 and m["forward_flops"] > 0
     assert "training images/s" in (tmp_path / "bench.md").read_text()
+
+
+def test_resolution_round_trip_by_hand():
+    """bench.resolution's round trip against hand-worked masks: unchanged at 101; the left half kept to
+    within its boundary column at 48; a single pixel (a quarter of a 2x2 cell's area at 50) lost."""
+    import numpy as np
+
+    from bench.resolution import round_trip
+
+    rng = np.random.default_rng(0)
+    masks = rng.random((3, 101, 101)) > 0.5
+    assert (round_trip(masks, 101) == masks).all()
+    half = np.zeros((1, 101, 101), bool)
+    half[:, :, :50] = True
+    back = round_trip(half, 48)[0]
+    assert back[:, :49].all() and not back[:, 51:].any()
+    dot = np.zeros((1, 101, 101), bool)
+    dot[0, 40, 40] = True
+    assert not round_trip(dot, 50).any()
