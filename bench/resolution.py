@@ -12,7 +12,7 @@ import argparse
 import cv2
 import numpy as np
 
-from salt.cli import run_cli
+from salt.cli import UserError, run_cli
 from salt.data import load_train
 from salt.metric import competition_score
 
@@ -33,6 +33,8 @@ def main(argv=None) -> None:
     p.add_argument("--data", required=True, help="Kaggle-layout data folder")
     p.add_argument("--sizes", nargs="+", type=int, default=[32, 40, 48, 56, 64, 80, 112])
     args = p.parse_args(argv)
+    if min(args.sizes) < 1:
+        raise UserError(f"--sizes {' '.join(map(str, args.sizes))}: every size must be 1 or more")
     masks = load_train(args.data).masks.astype(bool)
     print(f"{len(masks)} training masks, each resized to N x N and back (area down, bilinear up, > 0.5)")
     print("| N | competition score of the round trip |\n| --- | --- |")
