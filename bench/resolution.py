@@ -13,10 +13,8 @@ import cv2
 import numpy as np
 
 from salt.cli import UserError, run_cli
-from salt.data import load_train
+from salt.data import IMG_SIZE, load_train
 from salt.metric import competition_score
-
-SIZE = 101
 
 
 def round_trip(masks: np.ndarray, n: int) -> np.ndarray:
@@ -24,7 +22,7 @@ def round_trip(masks: np.ndarray, n: int) -> np.ndarray:
     out = np.empty(masks.shape, bool)
     for i, m in enumerate(masks.astype(np.float32)):
         small = cv2.resize(m, (n, n), interpolation=cv2.INTER_AREA)
-        out[i] = cv2.resize(small, (SIZE, SIZE), interpolation=cv2.INTER_LINEAR) > 0.5
+        out[i] = cv2.resize(small, (IMG_SIZE, IMG_SIZE), interpolation=cv2.INTER_LINEAR) > 0.5
     return out
 
 
