@@ -49,10 +49,10 @@ import numpy as np
 import pandas as pd
 
 from salt.cli import UserError, run_cli
+from salt.data import IMG_SIZE as SIZE
 from salt.data import DataError, load_images, load_train
 from salt.io import write_csv
 
-SIZE = 101
 RATIO = 0.5
 FLAT_STD = 1.0
 BLOCK = 1024

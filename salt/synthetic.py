@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 
 from salt.cli import UserError, run_cli
+from salt.data import IMG_SIZE as SIZE
 from salt.rle import encode
 
-SIZE = 101
 EMPTY_FRACTION = 0.4
 _Y, _X = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
 
