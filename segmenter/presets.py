@@ -9,7 +9,10 @@ cycle (``warmup`` epochs of linear warm-up first). ``precision`` is the numerics
 seed: a repeat that measures training noise), ``validate_every`` (validate every N-th epoch and the last
 of a round, or ``"last"``: the last alone; the checkpoint is the best of those), ``lovasz_elu`` (elu(e) + 1
 for relu(e) in the Lovasz hinge), ``lovasz_symmetric``, ``lovasz_salt_only``, ``snapshots``
-(last | lovasz | all), ``pseudo`` ({epochs, lr, low, high, share}), ``network.dropout_before_head_bn``.
+(last | lovasz | all), ``pseudo`` ({epochs, lr, low, high, share}), ``network.dropout_before_head_bn``,
+``weight_decay`` (AdamW's decoupled decay of the kernels, in place of Adam), ``network.deep_supervision``
+(a mask from every decoder block but the last, each trained on the round's mask loss at
+``deep_supervision_weight``, 0.1 by default).
 """
 from __future__ import annotations
 

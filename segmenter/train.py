@@ -51,10 +51,18 @@ def validation_score(masks: np.ndarray):
     return score
 
 
-def make_targets(edge: bool):
+def deep_outputs(network: dict) -> list[str]:
+    """The deep-supervision masks a network has (segmenter.unet): one per decoder block but the last."""
+    if not network.get("deep_supervision"):
+        return []
+    return [f"mask_ds{i}" for i in range(1, len(network["decoder_filters"]))]
+
+
+def make_targets(edge: bool, deep: list[str] = ()):
     def targets(masks: np.ndarray) -> dict:
-        out = {"mask": masks[..., None].astype(np.float32),
-               "salt": masks.reshape(len(masks), -1).any(1, keepdims=True).astype(np.float32)}
+        mask = masks[..., None].astype(np.float32)
+        out = {"mask": mask, "salt": masks.reshape(len(masks), -1).any(1, keepdims=True).astype(np.float32),
+               **{name: mask for name in deep}}
         if edge:
             out["edge"] = losses.edge_target(masks)[..., None].astype(np.float32)
         return out
@@ -65,8 +73,21 @@ def build_model(preset: dict, encoder_weights: str | None) -> keras.Model:
     return build_unet(**preset["network"], encoder_weights=encoder_weights)
 
 
+def optimizer(preset: dict, lr: float) -> keras.optimizers.Optimizer:
+    """Adam, or AdamW where the preset sets ``weight_decay`` (decoupled, Loshchilov & Hutter): convolution and
+    dense kernels decay, BatchNormalization's scales and offsets and the biases do not."""
+    decay = preset.get("weight_decay", 0.0)
+    if not decay:
+        return keras.optimizers.Adam(lr)
+    opt = keras.optimizers.AdamW(lr, weight_decay=decay)
+    opt.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    return opt
+
+
 def compile_model(model: keras.Model, preset: dict, rnd: dict) -> None:
-    """Adam on the round's loss; its learning rate is set every epoch by ``training.schedule``."""
+    """Adam (AdamW with the preset's ``weight_decay``) on the round's loss, the deep-supervision masks on
+    the same loss at ``deep_supervision_weight`` each; the learning rate is set every epoch by
+    ``training.schedule``."""
     mask = losses.mask_loss(rnd["loss"], preset.get("lovasz_symmetric", False), preset.get("lovasz_salt_only", False),
                             preset.get("lovasz_elu", False))
     loss = {"mask": mask, "salt": keras.losses.BinaryCrossentropy(from_logits=True)}
@@ -74,7 +95,9 @@ def compile_model(model: keras.Model, preset: dict, rnd: dict) -> None:
     if preset["network"]["edge"]:
         loss["edge"] = keras.losses.BinaryCrossentropy(from_logits=True)
         loss_weights["edge"] = preset["edge_weight"]
-    model.compile(optimizer=keras.optimizers.Adam(rnd["lr"]), loss=loss, loss_weights=loss_weights,
+    for name in deep_outputs(preset["network"]):
+        loss[name], loss_weights[name] = mask, preset.get("deep_supervision_weight", 0.1)
+    model.compile(optimizer=optimizer(preset, rnd["lr"]), loss=loss, loss_weights=loss_weights,
                   jit_compile=devices.jit_compile())
 
 
@@ -102,7 +125,8 @@ def validation_every(preset: dict, rnd: dict) -> int:
 def fit_parts(preset: dict, rnd: dict, images, masks, val_images, val_masks, seed: int):
     """The training batches and the callbacks of one round: the learning-rate schedule and the validation
     score (also what ``make bench`` times)."""
-    data = AugmentedBatches(images, masks, make_targets(preset["network"]["edge"]), preset["batch_size"],
+    data = AugmentedBatches(images, masks, make_targets(preset["network"]["edge"], deep_outputs(preset["network"])),
+                          preset["batch_size"],
                             preset["augment"], seed=seed)
     callbacks = [schedule.scheduler(rnd["epochs"], rnd["lr"], rnd.get("warmup", 0)),
                  Validation(val_images, validation_score(val_masks), 2 * preset["batch_size"],

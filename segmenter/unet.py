@@ -6,7 +6,9 @@ skip from every encoder stage, two conv-BN-ReLU, scSE attention) -> hypercolumn 
 upsampled to full size and concatenated) -> head -> cropped / resized back to 101x101.
 
 Outputs (dict, float32 logits): "mask" (N,101,101,1), "salt" (N,1) image-level "has salt" from the globally
-pooled bottleneck, and with edge=True "edge" (N,101,101,1) salt boundary.
+pooled bottleneck, with edge=True "edge" (N,101,101,1) salt boundary, and with deep_supervision=True
+"mask_ds1".."mask_ds{n-1}" (N,101,101,1): a mask from each decoder block but the last, for their own losses
+(deep supervision, as in the 1st-place TGS solution); prediction uses "mask" alone.
 Custom layers are registered, so `keras.saving.load_model(path)` works after `import segmenter.unet`.
 """
 from __future__ import annotations
@@ -74,7 +76,8 @@ def _pad_split(size):
 
 def build_unet(encoder="seresnext50", encoder_args=None, input_size=128, fit="pad",
                decoder_filters=(256, 128, 64, 32, 16), dropout=0.3, edge=False, encoder_weights=None,
-               hypercolumn=True, salt_units=64, dropout_before_head_bn=True, head_kernel=3, name="unet"):
+               hypercolumn=True, salt_units=64, dropout_before_head_bn=True, head_kernel=3, deep_supervision=False,
+               name="unet"):
     """U-Net: input (N,101,101,1) float32 in [0,1] -> {"mask", "salt"[, "edge"]} float32 logits.
 
     encoder: a name of segmenter.encoders.ENCODERS, built with ``encoder_args``. input_size: the network's
@@ -85,7 +88,8 @@ def build_unet(encoder="seresnext50", encoder_args=None, input_size=128, fit="pa
     conv-BN-ReLU (BatchNormalization then learns its moving statistics on dropped-out activations);
     False puts it after the head's ReLU, in front of the 1x1 output convolutions. head_kernel: the size of
     the head's convolution over the hypercolumn (3; 1 costs a ninth of it at full resolution). The global
-    mixed-precision policy is respected; all outputs are float32.
+    mixed-precision policy is respected; all outputs are float32. deep_supervision: a 1x1 convolution on
+    every decoder block but the last gives a mask logit, upsampled bilinearly to full size ("mask_ds{i}").
     """
     if fit not in ("pad", "resize"):
         raise ValueError(f"fit must be 'pad' or 'resize', got {fit!r}")
@@ -136,6 +140,12 @@ def build_unet(encoder="seresnext50", encoder_args=None, input_size=128, fit="pa
     outputs["salt"] = L.Dense(1, name="salt", dtype="float32")(s)
     if edge:
         outputs["edge"] = to_101(L.Conv2D(1, 1, name="edge_logits", dtype="float32")(x), "edge")
+    if deep_supervision:
+        for i, o in enumerate(outs[:-1], 1):
+            z = L.Conv2D(1, 1, name=f"mask_ds{i}_logits", dtype="float32")(o)
+            z = L.UpSampling2D(input_size // o.shape[1], interpolation="bilinear", name=f"mask_ds{i}_up",
+                               dtype="float32")(z)
+            outputs[f"mask_ds{i}"] = to_101(z, f"mask_ds{i}")
 
     model = keras.Model(inp, outputs, name=name)
     if encoder_weights is not None:

@@ -78,3 +78,24 @@ def test_classifier_overfits_a_handful_of_real_images(real_data):
     assert ((p_empty > 0.5) == truth).all(), f"P(empty) {np.round(p_empty, 2)} for empty {truth}"
     log_loss = keras.ops.convert_to_numpy(keras.losses.binary_crossentropy(truth.astype("float32"), p_empty))
     assert float(log_loss) < 0.2
+
+
+def test_weight_decay_spares_batchnorm_and_biases():
+    """AdamW (the preset's ``weight_decay``): a step with zero gradients moves no weight by Adam, so a kernel
+    shrinks by exactly lr * decay and BatchNormalization's scale and offset and the biases keep their values."""
+    from segmenter.train import optimizer
+
+    assert type(optimizer({}, 1e-3)) is keras.optimizers.Adam
+    inp = keras.Input((4,))
+    model = keras.Model(inp, keras.layers.BatchNormalization()(keras.layers.Dense(3)(inp)))
+    for v in model.trainable_variables:
+        v.assign(np.full(v.shape, 2.0, "float32"))
+    opt = optimizer({"weight_decay": 0.05}, 0.1)
+    opt.apply_gradients([(np.zeros(v.shape, "float32"), v) for v in model.trainable_variables])
+    after = {v.path: keras.ops.convert_to_numpy(v) for v in model.trainable_variables}
+    kernel = [p for p in after if p.endswith("kernel")]
+    assert len(kernel) == 1 and len(after) == 4
+    np.testing.assert_allclose(after[kernel[0]], 2.0 * (1 - 0.1 * 0.05), rtol=1e-6)
+    for p in after:
+        if p not in kernel:
+            np.testing.assert_array_equal(after[p], 2.0)

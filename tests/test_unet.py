@@ -99,3 +99,28 @@ def test_head_dropout_before_or_after_its_batchnorm(before):
     names = [layer.name for layer in model.layers]
     bn = next(n for n in names if n.startswith("head") and n.endswith("_bn"))
     assert (names.index("head_dropout") < names.index(bn)) == before, names[-12:]
+
+
+def test_deep_supervision_masks():
+    """Every decoder block but the last gets a mask: its 1x1 convolution (numpy) upsampled bilinearly to the
+    input size and then to 101x101 (OpenCV's bilinear resize), and the main mask is the same network's."""
+    import cv2
+
+    model = build_unet(input_size=64, fit="resize", deep_supervision=True, **TINY)
+    plain = build_unet(input_size=64, fit="resize", **TINY)
+    assert sorted(model.output) == ["mask", "mask_ds1", "mask_ds2", "mask_ds3", "mask_ds4", "salt"]
+    for layer in plain.layers:
+        layer.set_weights(model.get_layer(layer.name).get_weights())
+    x, _ = _batch()
+    out = {k: ops.convert_to_numpy(v) for k, v in model(x, training=False).items()}
+    np.testing.assert_allclose(out["mask"], ops.convert_to_numpy(plain(x, training=False)["mask"]), atol=1e-5)
+    blocks = keras.Model(model.input, [model.get_layer(f"decoder{i}_scse").output for i in range(1, 5)])
+    for i, feat in enumerate(blocks(x, training=False), 1):
+        feat = ops.convert_to_numpy(feat)
+        kernel, bias = model.get_layer(f"mask_ds{i}_logits").get_weights()
+        logit = feat @ kernel[0, 0] + bias  # (2, h, h, 1)
+        assert logit.shape[1] == 2 ** (i + 1)  # the encoder's deepest stage is 2x2 at 64; each block doubles
+        for n in range(2):
+            up = cv2.resize(cv2.resize(logit[n, ..., 0], (64, 64), interpolation=cv2.INTER_LINEAR), (101, 101),
+                            interpolation=cv2.INTER_LINEAR)
+            np.testing.assert_allclose(out[f"mask_ds{i}"][n, ..., 0], up, atol=1e-4)
