@@ -125,9 +125,8 @@ def validation_every(preset: dict, rnd: dict) -> int:
 def fit_parts(preset: dict, rnd: dict, images, masks, val_images, val_masks, seed: int):
     """The training batches and the callbacks of one round: the learning-rate schedule and the validation
     score (also what ``make bench`` times)."""
-    data = AugmentedBatches(images, masks, make_targets(preset["network"]["edge"], deep_outputs(preset["network"])),
-                          preset["batch_size"],
-                            preset["augment"], seed=seed)
+    targets = make_targets(preset["network"]["edge"], deep_outputs(preset["network"]))
+    data = AugmentedBatches(images, masks, targets, preset["batch_size"], preset["augment"], seed=seed)
     callbacks = [schedule.scheduler(rnd["epochs"], rnd["lr"], rnd.get("warmup", 0)),
                  Validation(val_images, validation_score(val_masks), 2 * preset["batch_size"],
                             echo="val_score {val_score:.4f} at threshold {val_threshold:.2f}",
