@@ -27,7 +27,7 @@ from salt.metric import competition_score, image_scores
 from segmenter import encoders, losses, pseudo
 from segmenter.predict import all_rounds, round_dir, snapshot_rounds
 from segmenter.presets import PRESETS
-from segmenter.unet import build_unet
+from segmenter.unet import build_unet, deep_supervision_names
 from training import devices, kfold, reuse, runs, schedule, stage, weights
 from training.batches import AugmentedBatches
 from training.pace import Pace, epochs_left
@@ -55,7 +55,7 @@ def deep_outputs(network: dict) -> list[str]:
     """The deep-supervision masks a network has (segmenter.unet): one per decoder block but the last."""
     if not network.get("deep_supervision"):
         return []
-    return [f"mask_ds{i}" for i in range(1, len(network["decoder_filters"]))]
+    return deep_supervision_names(len(network["decoder_filters"]))
 
 
 def make_targets(edge: bool, deep: list[str] = ()):

@@ -74,6 +74,11 @@ def _pad_split(size):
     return extra // 2, extra - extra // 2
 
 
+def deep_supervision_names(blocks: int) -> list[str]:
+    """The deep-supervision outputs of a network with ``blocks`` decoder blocks: one per block but the last."""
+    return [f"mask_ds{i}" for i in range(1, blocks)]
+
+
 def build_unet(encoder="seresnext50", encoder_args=None, input_size=128, fit="pad",
                decoder_filters=(256, 128, 64, 32, 16), dropout=0.3, edge=False, encoder_weights=None,
                hypercolumn=True, salt_units=64, dropout_before_head_bn=True, head_kernel=3, deep_supervision=False,
@@ -141,11 +146,11 @@ def build_unet(encoder="seresnext50", encoder_args=None, input_size=128, fit="pa
     if edge:
         outputs["edge"] = to_101(L.Conv2D(1, 1, name="edge_logits", dtype="float32")(x), "edge")
     if deep_supervision:
-        for i, o in enumerate(outs[:-1], 1):
-            z = L.Conv2D(1, 1, name=f"mask_ds{i}_logits", dtype="float32")(o)
-            z = L.UpSampling2D(input_size // o.shape[1], interpolation="bilinear", name=f"mask_ds{i}_up",
+        for out_name, o in zip(deep_supervision_names(len(outs)), outs):
+            z = L.Conv2D(1, 1, name=f"{out_name}_logits", dtype="float32")(o)
+            z = L.UpSampling2D(input_size // o.shape[1], interpolation="bilinear", name=f"{out_name}_up",
                                dtype="float32")(z)
-            outputs[f"mask_ds{i}"] = to_101(z, f"mask_ds{i}")
+            outputs[out_name] = to_101(z, out_name)
 
     model = keras.Model(inp, outputs, name=name)
     if encoder_weights is not None:
