@@ -22,6 +22,16 @@ def nonempty_id(data):
     return df["id"][df["rle_mask"] != ""].iloc[0]
 
 
+def folder_counts(data):
+    """What a Kaggle-layout folder itself holds, counted without salt.data: the rows of train.csv, its
+    training images and masks, its test images."""
+    with open(data / "train.csv") as f:
+        rows = sum(1 for line in f if line.strip()) - 1  # less the header
+    pngs = {part: len([n for n in os.listdir(data / part) if n.endswith(".png")])
+            for part in ("train/images", "train/masks", "test/images")}
+    return rows, pngs
+
+
 # ------------------------------------------------------------------ good data
 
 
@@ -353,9 +363,11 @@ def test_load_images_cache(synthetic_data, tmp_path):
 
 def test_real_data_cached_load(real_train, real_data, monkeypatch):
     ts, cache, uncached = real_train
-    assert len(ts) == 3200 and ts.images.shape == (3200, 101, 101)
+    rows, pngs = folder_counts(real_data)
+    assert rows == pngs["train/images"] == pngs["train/masks"]  # the folder agrees with itself
+    assert len(ts) == rows and ts.images.shape == (rows, 101, 101) and ts.masks.shape == (rows, 101, 101)
     empty = int((~ts.masks.any(axis=(1, 2))).sum())
-    assert 0.3 < empty / 3200 < 0.5 and not ts.masks.all(axis=(1, 2)).any()
+    assert 0.3 < empty / rows < 0.5 and not ts.masks.all(axis=(1, 2)).any()
     _no_png_reads(monkeypatch)
     t0 = time.perf_counter()
     again = load_train(real_data, cache_dir=cache)
@@ -369,4 +381,5 @@ def test_check_cli_real_data(real_data, run_module):
     r = run_module("salt.check", real_data)
     assert r.returncode == 0, r.stderr
     line = r.stdout.strip()
-    assert "\n" not in line and "3200 train" in line and "1000 test" in line
+    rows, pngs = folder_counts(real_data)
+    assert "\n" not in line and f" {rows} train" in line and f" {pngs['test/images']} test" in line

@@ -53,7 +53,8 @@ def test_adjacent_runs_are_valid():
 
 def test_real_train_csv_round_trip(real_data):
     df = pd.read_csv(real_data / "train.csv", dtype=str, keep_default_na=False)
-    assert len(df) == 3200
+    masks = {f.stem for f in (real_data / "train" / "masks").glob("*.png")}
+    assert len(df) == len(masks) and set(df["id"]) == masks  # one row per mask file the folder holds
     for s in df["rle_mask"]:
         assert encode(decode(s)) == s
     # decoded RLE equals the PNG masks, read independently with cv2 (a sample)

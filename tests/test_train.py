@@ -154,7 +154,7 @@ def test_predict_any_folder(trained, tmp_path):
     with np.load(out / "segmenter" / "pred-t.npz") as f:
         assert len(f["ids"]) == 10 and f["prob"].shape == (10, 101, 101)
         assert 0 <= f["prob"].min() and f["prob"].max() <= 1
-        assert f["wall_s"].shape == () and 0 < f["wall_s"] < 600  # the seconds it took, for the report
+        assert f["wall_s"].shape == () and f["wall_s"] > 0  # the seconds it took, for the report
     empty_dir = tmp_path / "none"
     empty_dir.mkdir()
     assert_one_line_error(python("classifier.predict", "--out", out, "--images", empty_dir), str(empty_dir))
