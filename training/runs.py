@@ -177,9 +177,12 @@ def start_run(args, presets: dict, subdir: str, epochs_key: str) -> Run:
                _verbosity(args.verbose), args.checkpoint_every)
 
 
-def _verbosity(choice: str):
-    """Keras' fit verbosity. ``auto`` is one line per epoch on a GPU, where an epoch lasts seconds and a
-    progress bar would copy the loss to the host after every batch; Keras' own choice elsewhere."""
+def _verbosity(choice: str, stream=None) -> int:
+    """Keras' fit verbosity. ``auto`` is one line per epoch (2) where the output is not a terminal (a log
+    file, ``| tee``: no progress bars and their control codes there), and on a GPU, where an epoch lasts
+    seconds and a progress bar would copy the loss to the host after every batch; a progress bar (1) on a
+    terminal otherwise. The run's countdown (training/pace.py) prints after every epoch either way."""
     if choice == "auto":
-        return 2 if devices.has_gpu() else "auto"
+        stream = sys.stdout if stream is None else stream
+        return 1 if stream.isatty() and not devices.has_gpu() else 2
     return int(choice)
