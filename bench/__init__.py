@@ -1,1 +1,5 @@
 """Throughput benchmark of the segmenter and the classifier: `python -m bench.run --out OUT/bench`."""
+
+from salt.cli import quiet_console
+
+quiet_console()  # before anything imports TensorFlow: no C++ log chatter on the console

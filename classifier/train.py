@@ -21,7 +21,7 @@ from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
 from classifier.model import BACKBONE_LAYER, BACKBONES, build_classifier, resolve_encoder_weights
 from classifier.presets import PRESETS
-from salt.cli import UserError, run_cli
+from salt.cli import UserError, run_cli, settings_table
 from salt.io import write_csv
 from training import devices, kfold, reuse, runs, schedule, stage
 from training.batches import AugmentedBatches
@@ -142,7 +142,7 @@ def main(argv=None) -> int:
                                 if not kfold.oof_path(run.dir, fold).exists()
                                 for st in run.preset["stages"] if not (st["frozen"] and weights is None)))
     print(f"classifier: {args.backbone}, preset {run.name} (encoder init: {init}, {len(run.train.ids)} images, "
-          f"{run.k} folds)\n{json.dumps(run.preset)}", flush=True)
+          f"{run.k} folds)\n{settings_table(run.preset)}", flush=True)
     if not kfold.train_folds(run, lambda fold: train_fold(run, fold, args.backbone, weights)):
         return 0
     metrics = run.write_metrics({**collect_oof(run), "backbone": args.backbone}, init)

@@ -1,1 +1,5 @@
 """The segmenter: SE-ResNeXt50 encoder, U-Net, losses, weight conversion, presets, training, prediction."""
+
+from salt.cli import quiet_console
+
+quiet_console()  # before anything imports TensorFlow: no C++ log chatter on the console

@@ -21,7 +21,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from salt.cli import UserError, run_cli
+from salt.cli import UserError, run_cli, settings_table
 from salt.io import save_npz
 from salt.metric import competition_score, image_scores
 from segmenter import encoders, losses, pseudo
@@ -241,7 +241,7 @@ def main(argv=None) -> int:
                                 if not kfold.oof_path(run.dir, fold).exists()
                                 for r, rnd in enumerate(all_rounds(run.preset), 1)))
     print(f"segmenter: preset {run.name} (encoder init: {init}, {len(run.train.ids)} images, {run.k} folds)\n"
-          f"{json.dumps(run.preset)}", flush=True)
+          f"{settings_table(run.preset)}", flush=True)
     if not kfold.train_folds(run, lambda fold: train_fold(run, fold, encoder_path, args.data / "test" / "images")):
         return 0
     metrics = run.write_metrics(collect_oof(run), init)
