@@ -32,12 +32,15 @@ RUN_ARGS := --data $(DATA) --out $(OUT) --preset $(PRESET) --folds $(FOLDS) --fo
 SEGMENTER_TRAIN  := $(PY) -m segmenter.train $(RUN_ARGS)
 CLASSIFIER_TRAIN := $(PY) -m classifier.train $(RUN_ARGS) --backbone $(BACKBONE)
 MOSAIC := $(if $(filter mosaic,$(FOLDS_BY)),$(OUT)/mosaic.csv)
+# Every input checked in full before anything long starts (salt.check: train images, masks, CSVs, RLE,
+# ids, every test image): a bad file stops the run in seconds with one `error:` line that names it.
+CHECK_INPUTS := $(PY) -m salt.check $(DATA) --test $(TEST) --cache $(OUT)/cache
 
 DEMO_DATA  := $(OUT)/demo/data
 DEMO_OUT   := $(OUT)/demo
 DEMO_FOLDS ?= 3
 
-.PHONY: install data mosaic demo train-classifier train-segmenter submit bench gpu-check test clean
+.PHONY: install data mosaic check-inputs demo train-classifier train-segmenter submit bench gpu-check test clean
 
 install: $(STAMP)
 
@@ -59,25 +62,28 @@ data: $(STAMP)
 mosaic: $(STAMP)
 	$(PY) -m salt.mosaic --data $(DATA) --out $(OUT)
 
-$(OUT)/mosaic.csv: | $(STAMP)
+check-inputs: | $(STAMP)
+	$(CHECK_INPUTS)
+
+$(OUT)/mosaic.csv: | $(STAMP) check-inputs
 	$(PY) -m salt.mosaic --data $(DATA) --out $(OUT)
 
-$(OUT)/classifier/metrics.json: | $(STAMP) $(MOSAIC)
+$(OUT)/classifier/metrics.json: | $(STAMP) check-inputs $(MOSAIC)
 	$(CLASSIFIER_TRAIN)
 
-$(OUT)/segmenter/metrics.json: | $(STAMP) $(MOSAIC)
+$(OUT)/segmenter/metrics.json: | $(STAMP) check-inputs $(MOSAIC)
 	$(SEGMENTER_TRAIN)
 
-train-classifier: $(STAMP) $(MOSAIC)
+train-classifier: $(STAMP) check-inputs $(MOSAIC)
 	$(CLASSIFIER_TRAIN)
 
-train-segmenter: $(STAMP) $(MOSAIC)
+train-segmenter: $(STAMP) check-inputs $(MOSAIC)
 	$(SEGMENTER_TRAIN)
 
 # Make trains whatever model is missing, then predicts TEST, tunes on out-of-fold predictions,
 # writes and validates the submission, and writes the report.
 # The tile mosaic (seconds) lets the tuning try the rules that follow labelled neighbours.
-submit: $(OUT)/segmenter/metrics.json $(OUT)/classifier/metrics.json $(OUT)/mosaic.csv
+submit: check-inputs $(OUT)/segmenter/metrics.json $(OUT)/classifier/metrics.json $(OUT)/mosaic.csv
 	$(PY) -m segmenter.predict --out $(OUT) --images $(TEST) --name submit
 	$(PY) -m classifier.predict --out $(OUT) --images $(TEST) --name submit
 	$(PY) -m ensemble.tune --data $(DATA) --out $(OUT)
