@@ -78,6 +78,7 @@ data: $(STAMP)
 mosaic: $(STAMP)
 	$(PY) -m salt.mosaic --data $(DATA) --out $(OUT)
 
+## every input checked in full before anything long starts (salt.check: train, masks, CSVs, test images)
 check-inputs: | $(STAMP)
 	$(CHECK_INPUTS)
 
