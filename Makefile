@@ -36,7 +36,7 @@ CUDA_tensorflow := tensorflow[and-cuda]>=2.16,<2.22
 CUDA_torch      := torch
 export KERAS_BACKEND := $(BACKEND)
 ## TensorFlow's C++ log level: 2 shows errors only
-export TF_CPP_MIN_LOG_LEVEL ?= 2
+export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PYTHONUNBUFFERED := 1
 
 RUN_ARGS := --data $(DATA) --out $(OUT) --preset $(PRESET) --folds $(FOLDS) --folds-by $(FOLDS_BY) \
