@@ -35,7 +35,7 @@ CUDA_jax        := jax[cuda12]>=0.4.30
 CUDA_tensorflow := tensorflow[and-cuda]>=2.16,<2.22
 CUDA_torch      := torch
 export KERAS_BACKEND := $(BACKEND)
-## TensorFlow's C++ log level: 2 shows errors only
+## TensorFlow's C++ log level: 3 (the default) hides its load-time and CUDA chatter, 0 shows everything
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PYTHONUNBUFFERED := 1
 
