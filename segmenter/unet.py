@@ -101,16 +101,16 @@ def build_unet(encoder="seresnext50", encoder_args=None, input_size=128, fit="pa
     if fit == "pad" and input_size < IMG_SIZE:
         raise ValueError(f"fit='pad' needs input_size >= {IMG_SIZE}, got {input_size}")
 
+    spec = encoders.get(encoder)
     inp = keras.Input((IMG_SIZE, IMG_SIZE, 1), name="image", dtype="float32")
-    x = ImageNetNormalize(name="imagenet_normalize", dtype="float32")(inp)
+    x = ImageNetNormalize(spec.normalize, name="imagenet_normalize", dtype="float32")(inp)
     if fit == "pad":
         pad = (_pad_split(input_size), _pad_split(input_size))
         x = ReflectPad2D(pad, name="reflect_pad", dtype="float32")(x)
     else:
         x = L.Resizing(input_size, input_size, interpolation="bilinear", name="resize_in", dtype="float32")(x)
 
-    spec = encoders.get(encoder)
-    feats = spec.build(x, **(encoder_args or {}))
+    feats = spec.features(x, **(encoder_args or {}))
     deepest = input_size // feats[-1].shape[1]
     if feats[-1].shape[1] * deepest != input_size:
         raise ValueError(f"input_size {input_size} is not a multiple of the encoder's stride {deepest}")
@@ -154,7 +154,7 @@ def build_unet(encoder="seresnext50", encoder_args=None, input_size=128, fit="pa
 
     model = keras.Model(inp, outputs, name=name)
     if encoder_weights is not None:
-        if spec.load_weights is None:
+        if spec.pretrained is None:
             raise ValueError(f"the {encoder} encoder has no weights files to load")
         spec.load_weights(model, encoder_weights)
     return model

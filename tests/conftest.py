@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# No test downloads anything: weights come from installed packages or files a test makes (a test of the
+# download path serves its file on 127.0.0.1 and unsets this itself).
+os.environ.setdefault("SALT_OFFLINE", "1")
 REAL_DATA = REPO_ROOT.parent / "shared" / "tgs"
 
 

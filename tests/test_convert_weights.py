@@ -150,7 +150,7 @@ def test_bad_checkpoints(reference, tmp_path):
              "lacking.pth": {k: v for k, v in sd.items() if k != "layer3.2.conv2.weight"},
              "extra.pth": {**sd, "layer9.weight": torch.zeros(3)},
              "shape.pth": {**sd, "layer1.0.bn1.weight": torch.zeros(7)}}
-    expect = {"missing.pth": "not found", "notdict.pth": "state_dict", "lacking.pth": "layer3.2.conv2.weight",
+    expect = {"missing.pth": "not found", "notdict.pth": "state.dict", "lacking.pth": "layer3.2.conv2.weight",
               "extra.pth": "layer9.weight", "shape.pth": "layer1.0.bn1.weight"}
     for name, obj in cases.items():
         if obj is not None:

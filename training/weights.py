@@ -34,14 +34,16 @@ def warn_random(name: str, reason: str, fix: str) -> None:
           f"!! Training the encoder from RANDOM initialisation.\n!! {fix}\n{bar}\n", file=sys.stderr, flush=True)
 
 
-def resolve(choice: str, find_imagenet: Callable[[], str | Path | None]) -> tuple[str | None, str]:
+def resolve(choice: str, find_imagenet: Callable[[], str | Path | None],
+            label: str = "imagenet") -> tuple[str | None, str]:
     """(weights file or None, encoder init) for ``choice``: ``imagenet`` (``find_imagenet()`` returns the
-    file, or None after its warning), ``none``, or the path of a weights file."""
+    file, or None after its warning; the init is then ``label``, e.g. "imagenet (efficientnet-lite0)"),
+    ``none``, or the path of a weights file."""
     if choice in (None, "none"):
         return None, "random"
     if choice == "imagenet":
         path = find_imagenet()
-        return (str(path), "imagenet") if path else (None, "random")
+        return (str(path), label) if path else (None, "random")
     if not Path(choice).is_file():
         raise UserError(f"{choice}: encoder weights file not found (use imagenet, none or a weights file)")
     return str(choice), f"file:{choice}"

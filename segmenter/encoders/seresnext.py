@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 import keras
 from keras import layers
 
-from training import devices, weights
+from segmenter.encoders import pretrained
+from segmenter.encoders.pretrained import Pretrained
+from training import devices
 from training.layers import IMAGENET_MEAN as MEAN, IMAGENET_STD as STD
 
 ARCH = "se_resnext50_32x4d"
@@ -149,72 +150,94 @@ def se_resnext50_32x4d(input_shape=(224, 224, 3), include_top=True, classes=1000
     return model
 
 
-def load_weights(model, path):
-    """Load a converter-written `.weights.h5` into every encoder layer of `model`, by layer name.
+BN_KEYS = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}
 
-    Works for the classifier model (with or without top) and for any model that embeds the encoder
-    (e.g. the U-Net). Raises salt.cli.UserError if the file is missing/unreadable, an encoder layer of the
-    model is not in the file, or a shape differs. Returns the number of layers loaded.
-    """
-    import h5py
+
+def expected_shapes(layers=(3, 4, 6, 3), classes=1000, groups=32, reduction=16):
+    """{torch state_dict key: shape} of se_resnext50_32x4d (num_batches_tracked left out)."""
+    shapes = {}
+
+    def conv(name, o, i, k, bias=False):
+        shapes[f"{name}.weight"] = (o, i, k, k)
+        if bias:
+            shapes[f"{name}.bias"] = (o,)
+
+    def bn(name, c):
+        for k in BN_KEYS:
+            shapes[f"{name}.{k}"] = (c,)
+
+    conv("layer0.conv1", 64, 3, 7)
+    bn("layer0.bn1", 64)
+    in_ch = 64
+    for s, ((_, inner, out_ch), n) in enumerate(zip(stage_channels(1.0, groups, 4), layers)):
+        for b in range(n):
+            p = f"layer{s + 1}.{b}"
+            conv(f"{p}.conv1", inner, in_ch, 1)
+            bn(f"{p}.bn1", inner)
+            conv(f"{p}.conv2", inner, inner // groups, 3)
+            bn(f"{p}.bn2", inner)
+            conv(f"{p}.conv3", out_ch, inner, 1)
+            bn(f"{p}.bn3", out_ch)
+            conv(f"{p}.se_module.fc1", out_ch // reduction, out_ch, 1, bias=True)
+            conv(f"{p}.se_module.fc2", out_ch, out_ch // reduction, 1, bias=True)
+            if b == 0:
+                conv(f"{p}.downsample.0", out_ch, in_ch, 1)
+                bn(f"{p}.downsample.1", out_ch)
+            in_ch = out_ch
+    shapes["last_linear.weight"] = (classes, in_ch)
+    shapes["last_linear.bias"] = (classes,)
+    return shapes
+
+
+def keras_weights(sd, source="checkpoint"):
+    """A validated se_resnext50_32x4d state dict (numpy) -> {keras layer name: {variable name: array}}:
+    convolutions OIHW -> HWIO (grouped: torch (O, I/g, H, W) -> keras (H, W, I/g, O), same group order),
+    Linear (out, in) -> (in, out)."""
     from salt.cli import UserError
+    if "last_linear.weight" not in sd:
+        raise UserError(f"{source}: missing key last_linear.weight (not a {ARCH} state_dict?)")
+    want = expected_shapes(classes=sd["last_linear.weight"].shape[0])
+    missing = sorted(set(want) - set(sd))
+    extra = sorted(set(sd) - set(want))
+    if missing or extra:
+        what = (f"{len(missing)} missing keys (e.g. {missing[0]})" if missing else "") + \
+               (", " if missing and extra else "") + \
+               (f"{len(extra)} unexpected keys (e.g. {extra[0]})" if extra else "")
+        raise UserError(f"{source}: not a {ARCH} state_dict: {what}")
+    for k, shape in want.items():
+        if tuple(sd[k].shape) != shape:
+            raise UserError(f"{source}: {k} has shape {tuple(sd[k].shape)}, expected {shape}")
+    out = {}
+    for key, arr in sd.items():
+        module, param = key.rsplit(".", 1)
+        layer = module.replace(".", "_")
+        if module == "last_linear":
+            out.setdefault(layer, {})["kernel" if param == "weight" else "bias"] = arr.T if arr.ndim == 2 else arr
+        elif arr.ndim == 4:  # conv weight OIHW -> HWIO
+            out.setdefault(layer, {})["kernel"] = arr.transpose(2, 3, 1, 0)
+        elif ".se_module." in key:  # SE conv bias
+            out.setdefault(layer, {})["bias"] = arr
+        else:  # batch norm
+            out.setdefault(layer, {})[BN_KEYS[param]] = arr
+    return out
 
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: weights file not found")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise UserError(f"{path}: not an HDF5 weights file ({e})") from None
-    n = 0
-    with f:
-        if f.attrs.get("format") != WEIGHTS_FORMAT:
-            raise UserError(f"{path}: not a {WEIGHTS_FORMAT} file (write it with python -m segmenter.convert_weights)")
-        for layer in model.layers:
-            if not layer.weights or not _ENCODER_NAME.match(layer.name):
-                continue
-            if layer.name not in f:
-                raise UserError(f"{path}: no weights for layer {layer.name}")
-            group = f[layer.name]
-            values = []
-            for v in layer.weights:
-                key = v.name.split("/")[-1]
-                if key not in group:
-                    raise UserError(f"{path}: no {key} for layer {layer.name}")
-                arr = group[key][()]
-                if tuple(arr.shape) != tuple(v.shape):
-                    raise UserError(f"{path}: {layer.name}/{key} has shape {arr.shape}, model expects "
-                                    f"{tuple(v.shape)} (other depth/width/classes?)")
-                values.append(arr)
-            for v, arr in zip(layer.weights, values):
-                v.assign(arr.astype(v.dtype))
-            n += 1
-    return n
+
+# Cadene pretrainedmodels' checkpoint: the file name carries the first 8 hex digits of its SHA-256 (checked
+# as torch.hub does); downloaded by Keras' get_file into Keras' cache folder where the network allows.
+PRETRAINED = Pretrained(
+    label=ARCH, file=TORCH_FILE, sha256="a260b3a4", to_keras=keras_weights, keras_file=KERAS_FILE,
+    format=WEIGHTS_FORMAT, is_encoder_layer=lambda name: bool(_ENCODER_NAME.match(name)), normalize="torch",
+    url="http://data.lip6.fr/cadene/pretrainedmodels/" + TORCH_FILE)
+
+
+def load_weights(model, path):
+    """Load a converted `.weights.h5` into every encoder layer of `model` (the classifier model with or
+    without top, the U-Net), by layer name; returns the number of layers loaded. UserError when the file is
+    missing/unreadable, an encoder layer of the model is not in the file, or a shape differs."""
+    return pretrained.load(model, path, PRETRAINED)
 
 
 def find_imagenet(cache_dir=None) -> Path | None:
-    """The ImageNet weights as a converter-written file, or None after one warning.
-
-    Looks in `cache_dir` (default Keras' cache folder, training.weights.models_dir()) for
-    se_resnext50_32x4d_imagenet.weights.h5; if only the PyTorch checkpoint se_resnext50_32x4d-a260b3a4.pth
-    is there, converts it once (needs torch; atomic write).
-    """
-    folder = Path(cache_dir) if cache_dir is not None else weights.models_dir()
-    out, pth = folder / KERAS_FILE, folder / TORCH_FILE
-    if out.is_file():
-        return out
-    reason = f"neither {KERAS_FILE} nor {TORCH_FILE} is in {folder}"
-    if pth.is_file():
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            reason = f"found {pth} but cannot convert it: torch is not installed"
-        else:
-            from segmenter.convert_weights import convert
-            print(f"converting {pth} -> {out} (first use)", file=sys.stderr, flush=True)
-            convert(pth, out)
-            print(f"wrote {out}", file=sys.stderr, flush=True)
-            return out
-    weights.warn_random(ARCH, reason, f"Put {TORCH_FILE} (Cadene pretrainedmodels) or {KERAS_FILE} "
-                                      f"(python -m segmenter.convert_weights) in {folder}.")
-    return None
+    """The ImageNet weights as a converted file in Keras' cache folder (from the checkpoint there, or
+    downloaded), or None after one warning (segmenter.encoders.pretrained.find_imagenet)."""
+    return pretrained.find_imagenet(PRETRAINED, cache_dir)
