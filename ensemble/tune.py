@@ -45,7 +45,7 @@ import numpy as np
 from ensemble.inputs import load_mosaic, load_oof, mosaic_path
 from salt.cli import UserError, run_cli
 
-THRESHOLDS = np.round(np.arange(0.20, 0.8001, 0.02), 2)      # mask binarisation
+THRESHOLDS = np.round(np.arange(0.20, 0.9401, 0.02), 2)      # mask binarisation
 EMPTY_THRESHOLDS = np.round(np.arange(0.05, 0.9501, 0.025), 3)  # P(empty) above which a mask is zeroed
 WEIGHTS = np.round(np.linspace(0.0, 1.0, 11), 2)             # weight of the classifier in P(empty)
 MIN_AREAS = np.array([0, 5, 10, 15, 20, 30, 40, 50, 60, 80, 100, 125, 150, 200, 250, 300])
