@@ -77,10 +77,12 @@ def worst_by_class(truth, pred, scores, n=4) -> dict[int, np.ndarray]:
     return {c: order[cls[order] == c][:n] for c in range(1, len(CLASS_NAMES))}
 
 
-def best_by_class(truth, pred, scores, n=1) -> dict[int, np.ndarray]:
-    """For each salt class 1..5: the indices of its `n` best images (highest score, then highest IoU)."""
+def best_by_class(truth, pred, scores, n=1, exclude=()) -> dict[int, np.ndarray]:
+    """For each salt class 1..5: the indices of its `n` best images (highest score, then highest IoU),
+    leaving out the indices in `exclude` (the worst images shown, so no image is in both lists)."""
     cls, ious = coverage_class(truth), iou(truth, pred)
     order = np.lexsort((-ious, -np.asarray(scores)))
+    order = order[~np.isin(order, np.asarray(list(exclude), dtype=np.int64))]
     return {c: order[cls[order] == c][:n] for c in range(1, len(CLASS_NAMES))}
 
 

@@ -155,8 +155,9 @@ def training_figure(stages, model: str, show_minutes: bool) -> Figure:
     marker_names = {"o": "circle", "s": "square", "^": "triangle", "D": "diamond"}
     stage_key = ", ".join(f"{'star' if i == len(names) - 1 else marker_names.get(markers[i], 'marker')} {nm}"
                           for i, nm in enumerate(names)) if len(names) > 1 else ""
-    ax_cmp.set_title("the folds side by side: score of each stage's kept epoch"
-                     + (f"\n(dashed: mean of the final models, {np.mean(finals):.4f})" if finals else ""), fontsize=10)
+    ax_cmp.set_title("the folds side by side: each stage's kept epoch, as validated\nduring training (one "
+                     "checkpoint, no flip TTA)"
+                     + (f"; dashed: mean over the folds, {np.mean(finals):.4f}" if finals else ""), fontsize=9.5)
     if stage_key:
         ax_cmp.set_xlabel("stages: " + stage_key, fontsize=9)
     ax_cmp.margins(y=0.15)
@@ -264,50 +265,75 @@ def mosaic_figure(image, truth, pred, test_cells, empty_cells, tile_px: int = 10
 
 
 # ------------------------------------------------------------------------------------------- tuning
-def curves_figure(sweeps) -> Figure | None:
-    """Score against mask threshold, P(empty) threshold, minimum area and the classifier weight."""
-    panels = [("threshold", "mask threshold"), ("empty_threshold", "P(empty) threshold (classifier)"),
-              ("min_area", "minimum area (pixels)")]
-    panels = [(k, lab) for k, lab in panels if isinstance(sweeps.get(k), dict)]
-    comb = sweeps.get("combination")
-    with_comb = isinstance(comb, dict) and len(comb.get("w", [])) > 1
-    n = len(panels) + with_comb
-    if n == 0:
+SWEEP_PANELS = [("threshold", "mask threshold"), ("empty_threshold", "P(empty) threshold (classifier)"),
+                ("min_area", "minimum area (pixels)"), ("combination", "classifier weight w (best P(empty) threshold)")]
+
+
+def sweep_curve(sweeps, key):
+    """(x, score) of a sweep as the tuning wrote it, or None: the classifier weight's curve is the best
+    score over the P(empty) thresholds at each weight."""
+    sw = sweeps.get(key)
+    if not isinstance(sw, dict):
         return None
-    fig = Figure(figsize=(3.8 * n, 3.2))
-    axes = fig.subplots(1, n, squeeze=False)[0]
-    for ax, (k, lab) in zip(axes, panels):
-        x, y = sweeps[k]["x"], sweeps[k]["score"]
+    if key == "combination":
+        x, y = sw.get("w") or [], sw.get("best_per_w") or []
+        return (x, y) if len(x) > 1 and len(x) == len(y) else None
+    x, y = sw.get("x") or [], sw.get("score") or []
+    return (x, y) if len(x) and len(x) == len(y) else None
+
+
+def curves_figure(sweeps, chosen=None) -> Figure | None:
+    """Score against each swept parameter (mask threshold, P(empty) threshold, minimum area, classifier
+    weight). `chosen` {key: {"x", "kept", "edge"}}: the setting the tuning fitted for that sweep, marked
+    red, filled where its rule was kept and hollow where it was not (then it is the best setting tried); a
+    setting at the end of its sweep is labelled so."""
+    chosen = chosen or {}
+    panels = [(k, lab, c) for k, lab in SWEEP_PANELS if (c := sweep_curve(sweeps, k)) is not None]
+    if not panels:
+        return None
+    fig = Figure(figsize=(3.8 * len(panels), 3.3))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (k, lab, (x, y)) in zip(axes, panels):
+        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
         ax.plot(x, y, ".-")
-        i = int(np.argmax(y))
-        ax.plot([x[i]], [y[i]], "ro")
+        mark = chosen.get(k)
+        i = int(np.argmin(np.abs(x - float(mark["x"])))) if mark and mark.get("x") is not None else int(np.argmax(y))
+        kept = bool(mark.get("kept", True)) if mark else True
+        ax.plot([x[i]], [y[i]], "o", color="red", mfc="red" if kept else "none", ms=8, mew=2, zorder=5)
+        label = f"{x[i]:g} " + ("chosen" if kept else "best tried, rule not kept")
+        ax.annotate(label + (",\nat the end of the sweep" if mark and mark.get("edge") else ""), (x[i], y[i]),
+                    xytext=(0, 8), textcoords="offset points", ha="right" if i > len(x) / 2 else "left",
+                    fontsize=8.5, color="red")
         ax.set_xlabel(lab)
-        ax.set_ylabel("out-of-fold score")
-        ax.grid(alpha=0.3)
-    if with_comb:
-        ax = axes[-1]
-        ax.plot(comb["w"], comb["best_per_w"], ".-")
-        ax.set_xlabel("classifier weight w (best P(empty) threshold)")
-        ax.set_ylabel("out-of-fold score")
+        ax.set_ylabel("out-of-fold score (in-sample)")
+        ax.margins(y=0.2)
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 
 
-def roc_figure(truth_empty, p_empty) -> tuple[Figure | None, float]:
-    """The classifier's ROC curve (positive = empty mask) and its AUC; (None, nan) if one class only."""
-    from sklearn.metrics import roc_auc_score, roc_curve
+def roc_figure(truth_empty, p_empty, fold, labels: dict) -> Figure | None:
+    """The classifier's ROC curves (positive = empty mask): all folds pooled (black) and each fold in its
+    colour, from the same out-of-fold P(empty) that the tables score; `labels` {fold or "pooled": legend
+    text} (their AUCs, computed once by the report). None where the truth has one class only."""
+    from sklearn.metrics import roc_curve
 
+    truth_empty, p_empty, fold = np.asarray(truth_empty, bool), np.asarray(p_empty, np.float64), np.asarray(fold)
     if truth_empty.all() or not truth_empty.any():
-        return None, float("nan")
-    fpr, tpr, _ = roc_curve(truth_empty, p_empty)
-    auc = float(roc_auc_score(truth_empty, p_empty))
-    fig = Figure(figsize=(4, 4))
+        return None
+    fig = Figure(figsize=(4.8, 4.8))
     ax = fig.subplots()
-    ax.plot(fpr, tpr, label=f"AUC {auc:.4f}")
+    for k in sorted(set(fold.tolist())):
+        sel = fold == k
+        if truth_empty[sel].all() or not truth_empty[sel].any() or k not in labels:
+            continue
+        fpr, tpr, _ = roc_curve(truth_empty[sel], p_empty[sel])
+        ax.plot(fpr, tpr, color=_fold_color(int(k)), lw=1.2, label=labels[k])
+    fpr, tpr, _ = roc_curve(truth_empty, p_empty)
+    ax.plot(fpr, tpr, color="k", lw=2.2, label=labels.get("pooled", "all folds pooled"))
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate (empty mask)")
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", fontsize=8.5)
     fig.tight_layout()
-    return fig, auc
+    return fig

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from ensemble import figures, training_logs
 from ensemble.page import e, figure, minutes, note, num, page, pct, section, short, table
 from ensemble.inputs import (HINT_MOSAIC, HINT_TUNE, load_mosaic, load_oof, mosaic_images, mosaic_path, read_json,
                              submitted_masks)
-from ensemble.tune import apply_rules, describe, oof_context, step_name
+from ensemble.tune import EPS, apply_rules, describe, oof_context, step_name
 from salt.cli import UserError, run_cli
 from salt.mosaic import mosaic_canvas
 
@@ -32,12 +33,10 @@ N_FALSE_POS = 5    # worst false positives on empty images shown
 N_MOSAICS = 4      # largest tile mosaics drawn
 MOSAIC_RULES = ("vertical", "constant")  # the tuning's rules from labelled neighbours (ensemble.tune)
 
-# How metrics.json's keys are shown: label and decimals (other keys: their name, 4 decimals).
-METRIC_LABELS = {"score": ("competition score", 4), "threshold": ("mask threshold", 2),
-                 "score_empty_images": ("score, images without salt", 4),
-                 "score_salt_images": ("score, images with salt", 4),
-                 "auc": ("ROC AUC of P(empty)", 4), "accuracy": ("accuracy at 0.5", 4),
-                 "logloss": ("log-loss", 4), "images": ("images", 0)}
+# The labels of the scores that appear in more than one section (one quantity, one label, one value).
+SEG_NESTED = "segmenter alone, nested"
+SEG_IN_SAMPLE = "segmenter alone, in-sample"
+FINAL_IN_SAMPLE = "final rules, in-sample"
 
 
 # --------------------------------------------------------------------------- tuning.json, read in one place
@@ -113,7 +112,61 @@ def _init_cell(m) -> str:
     return f'<span class="init {cls}">encoder init: {e(init)}</span>'
 
 
-def models_section(seg, clf, seg_run, clf_run) -> tuple:
+@dataclass
+class Scores:
+    """Every score the page shows, computed once: per image from the out-of-fold arrays (salt.metric, the
+    rules of ensemble.tune), the nested ones read once from tuning.json. Each section takes its numbers
+    from here, so one quantity has one value on the whole page."""
+    folds: list           # fold numbers, in order
+    fold: np.ndarray      # (N,) each image's fold
+    empty: np.ndarray     # (N,) the truth is empty
+    final: np.ndarray     # (N,) each image's score under the chosen rules, fitted on all folds (in-sample)
+    alone: np.ndarray     # (N,) each image's score of the segmenter alone at `alone_threshold` (in-sample)
+    alone_threshold: float
+    final_nested: dict    # {"overall", "folds"}: the chosen rules, each fold tuned on the others ({} if none)
+    alone_nested: dict    # the same for the segmenter alone (the mask threshold only)
+    clf: dict | None      # classifier_scores of the out-of-fold P(empty), None without a classifier
+
+    def by_fold(self, per_image, only=None) -> list[float]:
+        """Mean of a per-image array in each fold (over the images `only` selects, if given)."""
+        sel = np.ones(len(self.fold), bool) if only is None else np.asarray(only, bool)
+        return [float(per_image[(self.fold == k) & sel].mean()) if np.any((self.fold == k) & sel)
+                else float("nan") for k in self.folds]
+
+
+def classifier_scores(truth_empty, p_empty, fold, folds) -> dict:
+    """ROC AUC, accuracy at 0.5 and log-loss of the out-of-fold P(empty), per fold and over all folds
+    pooled, as the classifier's trainer defines them: {"folds": {k: {...}}, "pooled": {...}}."""
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    def one(t, p):
+        p = np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6)
+        return {"auc": float(roc_auc_score(t, p)) if 0 < t.sum() < len(t) else float("nan"),
+                "accuracy": float(np.mean((p > 0.5) == t)),
+                "logloss": float(log_loss(t, p, labels=[False, True])) if len(t) else float("nan"),
+                "images": int(len(t))}
+
+    truth_empty, fold = np.asarray(truth_empty, bool), np.asarray(fold)
+    return {"folds": {k: one(truth_empty[fold == k], p_empty[fold == k]) for k in folds},
+            "pooled": one(truth_empty, p_empty)}
+
+
+def compute_scores(d, tuning, pred) -> Scores:
+    from salt.metric import image_scores
+
+    folds = tuning_folds(tuning) or sorted(int(k) for k in np.unique(d["fold"]))
+    n = len(d["ids"])
+    empty = ~d["truth"].reshape(n, -1).any(axis=1)
+    params = alone_params(tuning)
+    alone = image_scores(d["truth"], apply_rules(d["prob"], d["p_salt"], d["p_empty"], params))
+    steps = tuning_steps(tuning)
+    clf = None if d["p_empty"] is None else classifier_scores(empty, np.asarray(d["p_empty"], np.float64),
+                                                              d["fold"], folds)
+    return Scores(folds, np.asarray(d["fold"]), empty, image_scores(d["truth"], pred), alone,
+                  float(params["threshold"]), nested(tuning_final(tuning)), nested(steps[0]) if steps else {}, clf)
+
+
+def models_section(seg, clf, seg_run, clf_run, sc: Scores) -> tuple:
     rows = []
     for name, m, run in (("segmenter", seg, seg_run), ("classifier", clf, clf_run)):
         if m is None:
@@ -127,9 +180,9 @@ def models_section(seg, clf, seg_run, clf_run) -> tuple:
                      num(m.get("folds_k", len(m.get("folds") or []) or None)), minutes(m.get("wall_s"))])
     body = [table(["model", "encoder initialisation", "preset", "network", "precision", "folds", "training time"],
                   rows, left=5)]
-    for name, m in (("Segmenter", seg), ("Classifier", clf)):
-        if m is not None:
-            body += [f"<h3>{name}: out-of-fold scores per fold</h3>", metrics_table(m)]
+    body += ["<h3>Segmenter: out-of-fold scores per fold</h3>", segmenter_table(sc, seg)]
+    if clf is not None and sc.clf is not None:
+        body += ["<h3>Classifier: out-of-fold scores per fold</h3>", classifier_table(sc)]
     env = (seg or {}).get("environment") or {}
     if env:
         vers = ", ".join(f"{k} {v}" for k, v in (env.get("versions") or {}).items())
@@ -142,26 +195,66 @@ def models_section(seg, clf, seg_run, clf_run) -> tuple:
     return section("models", "Models", body)
 
 
-def metrics_table(m) -> str:
-    """A model's metrics.json as a table: rows = metrics, columns = folds and out-of-fold."""
-    per_fold = [f for f in (m.get("folds") or []) if isinstance(f, dict)]
-    overall = m.get("overall") or {}
-    keys = [k for k in METRIC_LABELS if k in overall or any(k in f for f in per_fold)]
-    keys += [k for k in overall if k not in keys and isinstance(overall[k], (int, float))]
-    if "images" in keys and "images" not in overall and all("images" in f for f in per_fold):
-        overall = {**overall, "images": sum(int(f["images"]) for f in per_fold)}
+def segmenter_table(sc: Scores, seg) -> str:
+    """The segmenter alone per fold: nested and in-sample, on images without and with salt."""
+    t = num(sc.alone_threshold, 2)
+    pooled = "all folds pooled"
     rows = []
-    for k in keys:
-        label, nd = METRIC_LABELS.get(k, (k, 4))
-        rows.append([e(label)] + [num(f.get(k), nd) for f in per_fold]
-                    + [f"<b>{num(overall.get(k), nd)}</b>" if k != "images" else num(overall.get(k), nd)])
-    header = [""] + [f"fold {f.get('fold', i)}" for i, f in enumerate(per_fold)] + ["out-of-fold"]
-    return table(header, rows)
+    if sc.alone_nested:
+        rows.append([SEG_NESTED] + [num(v) for v in sc.alone_nested.get("folds") or [None] * len(sc.folds)]
+                    + [f"<b>{num(sc.alone_nested.get('overall'))}</b>"])
+    rows += [[SEG_IN_SAMPLE] + [num(v) for v in sc.by_fold(sc.alone)] + [num(sc.alone.mean())],
+             ["score, images without salt (in-sample)"] + [num(v) for v in sc.by_fold(sc.alone, sc.empty)]
+             + [num(sc.alone[sc.empty].mean() if sc.empty.any() else None)],
+             ["score, images with salt (in-sample)"] + [num(v) for v in sc.by_fold(sc.alone, ~sc.empty)]
+             + [num(sc.alone[~sc.empty].mean() if (~sc.empty).any() else None)],
+             ["images"] + [str(int((sc.fold == k).sum())) for k in sc.folds] + [str(len(sc.fold))]]
+    text = (f"<p>The segmenter alone: its out-of-fold probabilities above one mask threshold, no other rule. "
+            f"<i>In-sample</i>: at the threshold {t} that the ensemble tuning found best on all out-of-fold "
+            "images; <i>nested</i>: each fold at the threshold tuned on the other folds, the honest estimate. "
+            f"<i>{pooled.capitalize()}</i>: the mean over all images (not the mean of the folds).</p>")
+    trainer = (seg or {}).get("overall") or {}
+    if isinstance(trainer.get("score"), (int, float)):
+        text_after = (f'<p class="muted">The trainer\'s own reading (<code>metrics.json</code>, printed at the end '
+                      f"of training): {num(trainer['score'])} at threshold {num(trainer.get('threshold'), 2)}, the "
+                      "best of its own coarser grid of thresholds. This report scores at the tuning's threshold "
+                      "throughout.</p>")
+    else:
+        text_after = ""
+    return text + table([""] + [f"fold {k}" for k in sc.folds] + [pooled], rows) + text_after
+
+
+def _auc_cell(v) -> str:
+    return f'<span class="random">{num(v)}</span>' if isinstance(v, float) and v < 0.5 else num(v)
+
+
+def low_auc_note(sc: Scores) -> str:
+    """A warning for every fold whose AUC is under 0.5 ("" where none is)."""
+    low = [(k, f["auc"]) for k, f in sc.clf["folds"].items() if isinstance(f["auc"], float) and f["auc"] < 0.5]
+    if not low:
+        return ""
+    which = ", ".join(f"fold {k} ({num(a)})" for k, a in low)
+    return note(f"AUC under 0.5: {which}. There the classifier ranks images with salt above empty ones more "
+                "often than not, worse than a coin; its P(empty) can only hurt a rule that trusts it.")
+
+
+def classifier_table(sc: Scores) -> str:
+    """The classifier's out-of-fold P(empty) scored per fold and pooled (the ROC section draws the same)."""
+    per, pooled = [sc.clf["folds"][k] for k in sc.folds], sc.clf["pooled"]
+    rows = [["ROC AUC of P(empty)"] + [_auc_cell(f["auc"]) for f in per] + [f"<b>{_auc_cell(pooled['auc'])}</b>"],
+            ["accuracy at 0.5"] + [num(f["accuracy"]) for f in per] + [num(pooled["accuracy"])],
+            ["log-loss"] + [num(f["logloss"]) for f in per] + [num(pooled["logloss"])],
+            ["images"] + [str(f["images"]) for f in per] + [str(pooled["images"])]]
+    return (table([""] + [f"fold {k}" for k in sc.folds] + ["all folds pooled"], rows)
+            + '<p class="muted">From the out-of-fold P(empty) (flip-averaged), the same numbers as the ROC '
+              "curves below; the training curves' AUC is measured during training, on one checkpoint without "
+              "flips.</p>" + low_auc_note(sc))
 
 
 def preset_rows(run: dict, encoder_random: bool) -> list[list[str]]:
     """A run.json's preset config as rows: one per setting, one per round or stage (a frozen-encoder stage
-    is marked skipped when the encoder started random, as the classifier skips it then)."""
+    is marked skipped when the encoder started random, as the classifier skips it then); ImageNet weights
+    asked for but not found are marked on their row."""
     conf = run.get("config") or {}
     rows = []
     for k, v in conf.items():
@@ -172,6 +265,9 @@ def preset_rows(run: dict, encoder_random: bool) -> list[list[str]]:
                 if item.get("frozen") and encoder_random:
                     text += " <i>(skipped: the encoder started random)</i>"
                 rows.append([e(label), text])
+        elif k == "encoder_weights" and encoder_random and str(v) == "imagenet":
+            rows.append([e(k), f'{e(short(v))} <span class="random">asked for, not found: the encoder started '
+                               "random</span>"])
         else:
             rows.append([e(k), e(short(v))])
     return rows
@@ -186,14 +282,19 @@ def presets_section(seg_run, clf_run, seg, clf) -> tuple:
         random = str((m or run).get("encoder_init")) == "random"
         inner = (table(["setting", "value"], preset_rows(run, random), left=1, left_last=True) if run.get("config")
                  else note(f"no run.json with the preset's settings in {e(name)}/"))
+        asked = str((run.get("config") or {}).get("encoder_weights")) == "imagenet"
+        if random and asked:
+            inner += note(f"The {e(name)} preset asks for ImageNet weights, but none were found when it trained "
+                          "(offline, or not installed): its encoder started from random weights, and its scores "
+                          "are those of a network trained from scratch.")
         blocks.append(f"<div><h3>{e(name)}: preset <code>{e(preset)}</code></h3>{inner}"
                       f"<p>{_init_cell(m or run)}</p></div>")
     return section("presets", "Presets", ['<div class="side">' + "".join(blocks) + "</div>"])
 
 
-def failures_section(d, pred, scores, scores_alone, tuning) -> tuple:
+def failures_section(d, pred, sc: Scores, tuning) -> tuple:
     truth = d["truth"]
-    rows = cov.class_rows(truth, pred, scores, scores_alone)
+    rows = cov.class_rows(truth, pred, sc.final, sc.alone)
     cells = []
     for r in rows:
         wrong = "" if r["wrong"] is None else str(r["wrong"])
@@ -207,13 +308,14 @@ def failures_section(d, pred, scores, scores_alone, tuning) -> tuple:
     lost_total = rows[-1]["lost"]
     fp_cost, miss_cost = empty["wrong"] / n, missed / n
     body = [
-        f"<p>Out-of-fold predictions of all {n} training images under the final rules "
-        f"({e(describe(tuning_params(tuning)))}), grouped by the share of the image that is salt in the truth. "
-        "<i>Wholly wrong</i>: on empty images, a false positive (any salt predicted: the image scores 0); on "
-        "images with salt, a miss (nothing predicted: scores 0). <i>Score lost</i>: the class's share of the "
-        "overall score lost, (1 &minus; score) summed over its images and divided by all images; the column "
-        "adds up to 1 &minus; the overall score.</p>",
-        table(["coverage class", "images", "share of images", "score: segmenter alone", "score: final rules",
+        f"<p>Out-of-fold predictions of all {n} training images, grouped by the share of the image that is salt "
+        f"in the truth, scored <i>in-sample</i> (rules tuned on all these images): the segmenter alone at mask "
+        f"threshold {num(sc.alone_threshold, 2)}, and the final rules ({e(describe(tuning_params(tuning)))}). "
+        "<i>Wholly wrong</i> (final rules): on empty images, a false positive (any salt predicted: the image "
+        "scores 0); on images with salt, a miss (nothing predicted: scores 0). <i>Score lost</i>: the class's "
+        "share of the overall score lost, (1 &minus; score) summed over its images and divided by all images; "
+        "the column adds up to 1 &minus; the overall score.</p>",
+        table(["coverage class", "images", "share of images", f"{SEG_IN_SAMPLE}", f"{FINAL_IN_SAMPLE}",
                "mean IoU", "wholly wrong", "wholly wrong %", "score lost"], cells, total_last=True),
         f"<p class=\"big\">Of the {empty['n']} empty images, <b>{empty['wrong']} ({pct(empty['wrong_share'])})</b> "
         f"got a false positive, costing {num(fp_cost)} of the overall score. Of the {n_salt} images with salt, "
@@ -246,14 +348,22 @@ def examples_section(d, pred, scores) -> tuple:
                                 "The lowest-scoring images of each class (lowest IoU first among equal scores)."
                                 + (f" No image in the class{'es' if len(absent) > 1 else ''} {e(', '.join(absent))}."
                                    if absent else "")))
-    best = cov.best_by_class(truth, pred, scores, 1)
+    shown_worst = [int(i) for idx in worst.values() for i in idx]
+    best = cov.best_by_class(truth, pred, scores, 1, exclude=shown_worst)
     best_idx = [int(idx[0]) for idx in best.values() if len(idx)]
+    all_worst = [cov.CLASS_NAMES[c] for c, idx in best.items() if not len(idx) and len(worst[c])]
+    zero = [cov.CLASS_NAMES[c] for c, idx in best.items() if len(idx) and scores[int(idx[0])] == 0]
     body.append("<h3>Best images with salt, one per coverage class</h3>")
     best_titles = {**titles, **{int(idx[0]): f"{cov.CLASS_NAMES[c]}: {titles[int(idx[0])]}"
                                 for c, idx in best.items() if len(idx)}}
+    caption = ("The best image of each salt class, from the smallest salt class (left) to the largest, among the "
+               "images not shown as the worst above."
+               + (f" Every image of {e(', '.join(all_worst))} is among the worst shown: no best to show there."
+                  if all_worst else ""))
     body.append(figures_or_note(images, truth, pred, [("", best_idx)], best_titles,
-                                max(len(best_idx), 1), "best images with salt",
-                                "The best image of each salt class, from the smallest salt class (left) to the largest."))
+                                max(len(best_idx), 1), "best images with salt", caption))
+    if zero:
+        body.append(note(f"The best image of {e(', '.join(zero))} scores 0: the segmenter finds none of that class."))
     fp = cov.worst_false_positives(truth, pred, N_FALSE_POS)
     body.append("<h3>Worst false positives on empty images</h3>")
     body.append(figures_or_note(images, truth, pred, [("", list(fp))], titles, N_FALSE_POS,
@@ -377,9 +487,12 @@ def mosaics_section(data_dir, out: Path, mosaic, d, tuning) -> tuple:
 def training_section(out: Path, models) -> tuple:
     body = ["<p>Per fold, each stage's training loss and validation score per epoch, read from its "
             "<code>log.csv</code>. Stages (rounds) are shaded and named; each stage keeps the checkpoint of its "
-            "best epoch (circled), the next stage starts from it, and the last stage's best (star) is the fold's "
-            "model. A best epoch at the very end of a stage says more epochs may pay; a score that falls after its "
-            "best says the stage over-trains (or is noisy).</p>"]
+            "best validated epoch (circled), the next stage starts from it, and the last stage's best (star) is "
+            "the fold's model. These validation scores are measured during training, on one checkpoint without "
+            "test-time flips, so they differ a little from the out-of-fold scores of the other sections. The "
+            "reading of a stage uses the epochs that were validated only: a best at the last of several says "
+            "more epochs may pay, a score that falls after its best says the stage over-trains (or is noisy), "
+            "and one validated epoch shows no trend at all.</p>"]
     for model in models:
         spec = training_logs.SPECS[model]
         stages = training_logs.load_stages(out, model)
@@ -405,6 +518,10 @@ def training_section(out: Path, models) -> tuple:
             body.append(note("Not on the time axis, as their log.csv has no complete <code>epoch_s</code> column "
                              "(nor the later stages of their fold): "
                              + ", ".join(f"fold {st.fold} {e(st.name)}" for st in untimed) + "."))
+        if training_logs.one_validation_per_stage(stages):
+            body.append(note(f"Each stage of the {model} was validated at one epoch only (the preset's "
+                             "<code>validate_every</code>): its best epoch is that one by construction, and the "
+                             "logs say nothing about whether more epochs would pay."))
         body.append(stage_table(stages, spec))
         problems = [f"fold {st.fold} {e(st.name)} (<code>{e(st.path)}</code>): {e('; '.join(st.notes))}"
                     for st in stages if st.notes]
@@ -423,15 +540,18 @@ def stage_table(stages, spec) -> str:
             rows.append([str(st.fold), e(st.name), e(st.detail), "&ndash;", "&ndash;", "&ndash;", "&ndash;"]
                         + (["&ndash;"] if spec.score != spec.monitor else []) + ["&ndash;", e("; ".join(st.notes))])
             continue
+        seen = training_logs.validated(st)
+        last = None if v is None or not len(seen) else v[seen[-1]]
         row = [str(st.fold), e(st.name), e(st.detail), str(st.epochs), "&ndash;" if b is None else str(b + 1),
-               num(None if b is None else v[b]), num(None if v is None else v[-1])]
+               num(None if b is None else v[b]), num(last)]
         if spec.score != spec.monitor:
             row.append(num(None if b is None or s is None else s[b]))
         row += [minutes(None if sec is None else sec.sum()), e(training_logs.verdict(st))]
         rows.append(row)
-    header = ["fold", "stage", "settings", "epochs", "best epoch", f"best {spec.monitor}", f"last {spec.monitor}"]
+    header = ["fold", "stage", "settings", "epochs", "best epoch", f"best {spec.monitor}",
+              f"last validated {spec.monitor}"]
     if spec.score != spec.monitor:
-        header.append(f"{spec.score} at best")
+        header.append(f"{spec.score} at best (in training)")
     return table(header + ["time", "reading"], rows, left=3, left_last=True)
 
 
@@ -443,18 +563,99 @@ def gain_text(s) -> str:
     return f"{m:+.4f} &plusmn; {se:.4f}"
 
 
+def paired_gain(a_folds, b_folds) -> tuple[float, float] | None:
+    """Mean per-fold difference a - b and its standard error (as ensemble.tune decides a rule), or None."""
+    a, b = np.asarray(a_folds or [], np.float64), np.asarray(b_folds or [], np.float64)
+    if len(a) != len(b) or len(a) < 2 or not np.isfinite(a - b).all():
+        return None
+    g = a - b
+    return float(g.mean()), float(g.std(ddof=1) / np.sqrt(len(g)))
+
+
+def reason_text(m: float, se: float) -> str:
+    """Why a rule or a rule set that scores higher nested was not chosen, in words."""
+    if m <= EPS:
+        return f"no gain: {m:+.4f} &plusmn; {se:.4f}"
+    if m <= se:
+        return f"within noise: {m:+.4f} &plusmn; {se:.4f}"
+    return f"a gain above its noise, {m:+.4f} &plusmn; {se:.4f}"
+
+
+def step_decision(s) -> str:
+    """The "kept" cell of a tuning step: yes, skipped, or no with its reason."""
+    if s.get("kept"):
+        return '<span class="kept">yes</span>'
+    if s.get("overall") is None:
+        return '<span class="rejected">skipped</span>'
+    m, se = s.get("gain_mean"), s.get("gain_se")
+    why = "" if m is None or se is None else f" ({reason_text(m, se).split(':')[0]})"
+    return f'<span class="rejected">no{why}</span>'
+
+
+SWEEP_RULE = {"threshold": "threshold", "empty_threshold": "classifier", "combination": "combined",
+              "min_area": "min_area"}
+SWEEP_NAME = {"threshold": "mask threshold", "empty_threshold": "P(empty) threshold", "combination":
+              "classifier weight w", "min_area": "minimum area"}
+
+
+def sweep_choices(tuning) -> dict:
+    """For each sweep the tuning wrote: the setting it fitted on all folds ({"x", "kept", "edge", "lo",
+    "hi"}): the chosen one where the rule is kept, else the best tried. "edge": at an end of the sweep
+    that could be extended (not minimum area 0, the rule off, nor w 0 or 1, each model alone)."""
+    sweeps, params = tuning_sweeps(tuning), tuning_params(tuning)
+    rules = tuning.get("rules")
+    steps = {s.get("rule"): s for s in tuning_steps(tuning) if s.get("rule")}
+    out = {}
+    for key, rule in SWEEP_RULE.items():
+        curve = figures.sweep_curve(sweeps, key)
+        if curve is None:
+            continue
+        s = steps.get(rule) or {}
+        p = s.get("params") or {}
+        x = {"threshold": params.get("threshold"), "empty_threshold": p.get("threshold"),
+             "combination": p.get("w"), "min_area": p.get("min_area")}[key]
+        grid = [float(v) for v in curve[0]]
+        if x is None:
+            x = grid[int(np.argmax(curve[1]))]
+        kept = rule == "threshold" or (rule in rules if isinstance(rules, list) else bool(s.get("kept")))
+        i = int(np.argmin(np.abs(np.asarray(grid) - float(x))))
+        edge = (key in ("threshold", "empty_threshold") and i in (0, len(grid) - 1)) or \
+               (key == "min_area" and i == len(grid) - 1 and len(grid) > 1)
+        out[key] = {"x": float(x), "kept": kept, "edge": edge, "lo": grid[0], "hi": grid[-1], "at": i}
+    return out
+
+
+def edge_notes(choices) -> list[str]:
+    notes = []
+    for key, c in choices.items():
+        if not c["edge"]:
+            continue
+        end = "lowest" if c["at"] == 0 else "highest"
+        what = "chosen" if c["kept"] else "best tried (the rule was not kept)"
+        notes.append(note(f"The {SWEEP_NAME[key]} {what}, {c['x']:g}, is the {end} of its sweep "
+                          f"({c['lo']:g}&ndash;{c['hi']:g}): a {'lower' if end == 'lowest' else 'higher'} one "
+                          "might score better, and the sweep in <code>ensemble.tune</code> should reach past it."))
+    return notes
+
+
 def tuning_section(tuning) -> tuple:
     folds = tuning_folds(tuning)
     has_nested = any(nested(s) for s in tuning_steps(tuning))
     rows = []
+    higher = []
     for s in tuning_steps(tuning):
         ns = nested(s) if has_nested else {"overall": s.get("overall"), "folds": s.get("folds")}
         fs = ns.get("folds") or [None] * len(folds)
-        kept = "yes" if s.get("kept") else ("skipped" if s.get("overall") is None else "no")
         rows.append([e(s.get("name", "?"))] + [num(v) for v in fs] + [f"<b>{num(ns.get('overall'))}</b>"]
                     + ([gain_text(s), num(s.get("overall"))] if has_nested else [])
-                    + [f'<span class="{"kept" if s.get("kept") else "rejected"}">{kept}</span>',
+                    + [step_decision(s) if has_nested else
+                       f'<span class="{"kept" if s.get("kept") else "rejected"}">'
+                       f'{"yes" if s.get("kept") else ("skipped" if s.get("overall") is None else "no")}</span>',
                        params_text(s.get("params")) or e(s.get("note", ""))])
+        m, se = s.get("gain_mean"), s.get("gain_se")
+        if has_nested and not s.get("kept") and m is not None and se is not None and m > EPS:
+            higher.append(f"<b>{e(s.get('name'))}</b> scores higher nested than the rules before it, but is not "
+                          f"kept: {reason_text(m, se)}")
     final = tuning_final(tuning)
     fn = nested(final) if has_nested else final
     rows.append(["final (kept rules)"] + [num(v) for v in fn.get("folds") or [None] * len(folds)]
@@ -476,28 +677,61 @@ def tuning_section(tuning) -> tuple:
         header = ["step"] + [f"fold {k}" for k in folds] + ["out-of-fold", "kept", "parameters (best tried)"]
     body = [intro, table(header, rows, total_last=True, left_last=True),
             f"<p>Chosen: <b>{e(describe(tuning_params(tuning)))}</b>.</p>"]
-    so = tuning.get("segmenter_only") or {}
-    if tuning.get("params_segmenter_only") and so.get("final"):
-        sf = so["final"]
-        score = (f"nested {num(nested(sf).get('overall'))} (in-sample {num(sf.get('overall'))})" if nested(sf)
-                 else f"out-of-fold {num(sf.get('overall'))}")
-        body.append(f"<p>Rules for a submission without the classifier: {e(describe(tuning['params_segmenter_only']))}"
-                    f", {score}.</p>")
-    fig = figures.curves_figure(tuning_sweeps(tuning))
+    if higher:
+        body.append("<p>" + "; ".join(higher) + " (a rule is kept only when its mean gain exceeds its standard "
+                    "error).</p>")
+    body += segmenter_only_text(tuning, has_nested)
+    choices = sweep_choices(tuning)
+    fig = figures.curves_figure(tuning_sweeps(tuning), choices)
     if fig is not None:
         body += ["<h3>Score against each tuned parameter</h3>",
-                 figure(fig, "score curves", "The red dot marks the best setting of each sweep.", dpi=90)]
+                 figure(fig, "score curves", "In-sample score (tuned and scored on all out-of-fold images) against "
+                        "each swept setting, the others at their fitted values. The red dot marks the setting the "
+                        "tuning fitted on all folds: filled where the rule is kept (the choice), hollow where it "
+                        "is not (the best setting tried); a setting at the end of its sweep says so.", dpi=90)]
+        body += edge_notes(choices)
     return section("tuning", "Ensemble tuning", body)
 
 
-def roc_section(d, n) -> tuple:
-    if d["p_empty"] is None:
+def segmenter_only_text(tuning, has_nested) -> list[str]:
+    """The rules for a submission without the classifier, and how they compare with the chosen rules."""
+    so = tuning.get("segmenter_only") or {}
+    p_so = tuning.get("params_segmenter_only")
+    if not p_so or not so.get("final"):
+        return []
+    sf, final = so["final"], tuning_final(tuning)
+    score = (f"nested {num(nested(sf).get('overall'))} (in-sample {num(sf.get('overall'))})" if nested(sf)
+             else f"out-of-fold {num(sf.get('overall'))}")
+    text = f"<p>Rules for a submission without the classifier: {e(describe(p_so))}, {score}"
+    if p_so == tuning_params(tuning):
+        return [text + ": the same rules as chosen.</p>"]
+    g = paired_gain(nested(sf).get("folds"), nested(final).get("folds")) if has_nested else None
+    if g is None:
+        return [text + ".</p>"]
+    m, se = g
+    if m > EPS:
+        why = ("within noise" if m <= se else "not chosen all the same: the tuning adds rules to the chosen set "
+               "one at a time and keeps each only on its own gain, so it never weighs this set against the chosen "
+               "one; a candidate worth a look")
+        return [text + f". It scores higher nested than the chosen rules, {m:+.4f} &plusmn; {se:.4f} per fold: "
+                       f"{why}.</p>"]
+    return [text + f"; against the chosen rules {m:+.4f} &plusmn; {se:.4f} per fold, nested.</p>"]
+
+
+def roc_section(d, sc: Scores) -> tuple:
+    if d["p_empty"] is None or sc.clf is None:
         return section("roc", "Classifier ROC", "<p>No classifier in this run.</p>")
-    fig, auc = figures.roc_figure(~d["truth"].reshape(n, -1).any(axis=1), d["p_empty"])
+    pooled = sc.clf["pooled"]["auc"]
+    labels = {k: f"fold {k}: AUC {f['auc']:.4f}" for k, f in sc.clf["folds"].items() if np.isfinite(f["auc"])}
+    labels["pooled"] = f"all folds pooled: AUC {pooled:.4f}"
+    fig = figures.roc_figure(sc.empty, d["p_empty"], sc.fold, labels)
     if fig is None:
         return section("roc", "Classifier ROC", "<p>ROC undefined: the truth has only one class.</p>")
+    per = ", ".join(f"fold {k} {_auc_cell(f['auc'])}" for k, f in sc.clf["folds"].items())
     return section("roc", "Classifier ROC (out-of-fold)",
-                   [f"<p>AUC {num(auc)} (positive class: empty mask).</p>", figure(fig, "ROC curve", dpi=80)])
+                   [f"<p>ROC AUC of P(empty) (positive class: empty mask), all folds pooled <b>{num(pooled)}</b>; "
+                    f"per fold: {per}; the numbers of the classifier's table above, from the same out-of-fold "
+                    "P(empty).</p>", low_auc_note(sc), figure(fig, "ROC curve", dpi=80)])
 
 
 def time_section(seg, clf, tuning, submit) -> tuple:
@@ -533,10 +767,42 @@ def _json_or_empty(path: Path) -> dict:
 
 
 # --------------------------------------------------------------------------------------------- the page
+def headline(sc: Scores, tuning) -> str:
+    """The page's first sentence: the chosen rules' score and the segmenter alone's, nested and in-sample."""
+    final = tuning_final(tuning)
+    if sc.final_nested:
+        folds = [v for v in sc.final_nested.get("folds") or [] if isinstance(v, (int, float))]
+        text = (f"<b>{num(sc.final_nested.get('overall'))}</b> with the tuned rules, nested (each fold scored with "
+                "rules tuned on the other folds"
+                + (f"; folds from {num(min(folds))} to {num(max(folds))}" if folds else "")
+                + f"); {num(sc.final.mean())} in-sample (rules tuned and scored on the same images). The segmenter "
+                f"alone (its mask threshold, no other rule): {num(sc.alone_nested.get('overall'))} nested, "
+                f"{num(sc.alone.mean())} in-sample at threshold {num(sc.alone_threshold, 2)}")
+    else:
+        folds = [v for v in final.get("folds") or [] if isinstance(v, (int, float))]
+        text = (f"<b>{num(sc.final.mean())}</b> with the tuned rules, tuned and scored on the same images"
+                + (f"; folds from {num(min(folds))} to {num(max(folds))}" if folds else "")
+                + f". The segmenter alone: {num(sc.alone.mean())} at threshold {num(sc.alone_threshold, 2)}")
+    return text
+
+
+def stale_note(sc: Scores, tuning) -> str:
+    """A warning where tuning.json's in-sample scores are not those of the predictions on disk."""
+    steps = tuning_steps(tuning)
+    pairs = [("the chosen rules", tuning_final(tuning).get("overall"), sc.final.mean())]
+    if steps:
+        pairs.append(("the segmenter alone", steps[0].get("overall"), sc.alone.mean()))
+    off = [f"{w}: {num(a)} in tuning.json, {num(b)} now" for w, a, b in pairs
+           if isinstance(a, (int, float)) and abs(a - b) > 5e-5]
+    if not off:
+        return ""
+    return note("The out-of-fold predictions changed after the tuning ran (" + "; ".join(off) + "): re-run "
+                f"<code>{e(HINT_TUNE)}</code>. The nested scores are the tuning's, the others the predictions'.")
+
+
 def report(data_dir, out_dir) -> Path:
     """Write OUT/report.html (atomically) and return its path."""
     from salt.io import atomic_path
-    from salt.metric import image_scores
 
     out = Path(out_dir)
     tuning = read_json(out / "ensemble" / "tuning.json", HINT_TUNE)
@@ -550,39 +816,21 @@ def report(data_dir, out_dir) -> Path:
     n = len(d["ids"])
 
     pred = apply_rules(d["prob"], d["p_salt"], d["p_empty"], tuning_params(tuning), context)
-    scores = image_scores(d["truth"], pred)
-    alone = apply_rules(d["prob"], d["p_salt"], d["p_empty"], alone_params(tuning))
-    scores_alone = image_scores(d["truth"], alone)
-    del alone
-
-    final = tuning_final(tuning)
-    steps = tuning_steps(tuning)
-    if nested(final):  # the honest score first: each fold scored with rules tuned on the other folds
-        shown = nested(final)
-        alone_score = nested(steps[0]).get("overall") if steps else None
-        headline = (f"<b>{num(shown.get('overall'))}</b> with the tuned rules, nested (each fold scored with rules "
-                    f"tuned on the other folds; in-sample {num(final.get('overall'))}; segmenter alone "
-                    f"{num(alone_score)})")
-    else:
-        shown = final
-        headline = (f"<b>{num(final.get('overall'))}</b> with the tuned rules (segmenter alone: "
-                    f"{num(steps[0].get('overall') if steps else None)})")
-    fold_scores = [v for v in shown.get("folds") or [] if isinstance(v, (int, float))]
+    sc = compute_scores(d, tuning, pred)
     inits = "; ".join(f"{name} {_init_cell(m)}" for name, m in (("segmenter", seg), ("classifier", clf)) if m)
-    intro = (f"<p class=\"big\">Out-of-fold competition score {headline}"
-             + (f", folds from {num(min(fold_scores))} to {num(max(fold_scores))}" if fold_scores else "")
-             + f". {n} training images, {len(tuning_folds(tuning))} folds; {inits}.</p>"
+    intro = (f"<p class=\"big\">Out-of-fold competition score {headline(sc, tuning)}. {n} training images, "
+             f"{len(sc.folds)} folds; {inits}.</p>" + stale_note(sc, tuning) +
              f"<p class=\"muted\">Data <code>{e(data_dir)}</code>, run <code>{e(out)}</code>, fingerprint "
              f"<code>{e(tuning.get('fingerprint', '?'))}</code>, generated {time.strftime('%Y-%m-%d %H:%M')}.</p>")
     models = ["segmenter"] + (["classifier"] if clf is not None or (out / "classifier").is_dir() else [])
     sections = [
-        models_section(seg, clf, seg_run, clf_run),
-        failures_section(d, pred, scores, scores_alone, tuning),
-        examples_section(d, pred, scores),
+        models_section(seg, clf, seg_run, clf_run, sc),
+        failures_section(d, pred, sc, tuning),
+        examples_section(d, pred, sc.final),
         mosaics_section(data_dir, out, mosaic, d, tuning),
         training_section(out, models),
         tuning_section(tuning),
-        roc_section(d, n),
+        roc_section(d, sc),
         presets_section(seg_run, clf_run, seg, clf),
         time_section(seg, clf, tuning, submit),
         submission_section(submit),

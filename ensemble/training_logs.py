@@ -194,20 +194,42 @@ def has_minutes(stages) -> bool:
     return bool(logged) and all(st.seconds() is not None for st in logged)
 
 
+def validated(st: Stage) -> np.ndarray:
+    """0-based indices of the epochs whose monitored value was measured (a preset's ``validate_every``
+    leaves the others NaN in the log)."""
+    v = st.column(SPECS[st.model].monitor)
+    return np.zeros(0, np.int64) if v is None else np.flatnonzero(np.isfinite(v))
+
+
 def verdict(st: Stage) -> str:
-    """A plain-words reading of a stage's monitored value: still improving, flat, or fell after its best."""
+    """A plain-words reading of a stage's monitored value, from the epochs that were validated only:
+    still improving, flat, or fell after its best; with one validated epoch, that no trend can be read."""
     spec = SPECS[st.model]
     v, b = st.column(spec.monitor), st.best()
     if v is None or b is None:
         return "no validation value"
-    if len(v) < 2:
-        return "one epoch: too few to judge"
-    if b == len(v) - 1:
-        return "best at its last epoch: more epochs may pay"
+    seen = validated(st)
+    if len(seen) < 2:
+        if len(v) < 2:
+            return "one epoch: too few to judge"
+        return f"one epoch validated (epoch {b + 1} of {len(v)}): no trend to read"
+    last = int(seen[-1])
+    some = "" if len(seen) == len(v) else f" ({len(seen)} of {len(v)} epochs validated)"
+    if b == last:
+        where = "its last epoch" if last == len(v) - 1 else f"its last validated epoch, {last + 1}"
+        return f"best at {where}{some}: more epochs may pay"
     sign = 1 if spec.mode == "max" else -1
-    drop = sign * (v[b] - v[-1])
+    drop = sign * (v[b] - v[last])
     tol = 0.005 if spec.mode == "max" else 0.02 * abs(v[b])
     if drop > tol:
         what = "lower" if spec.mode == "max" else "higher"
-        return f"best at epoch {b + 1}, {abs(v[b] - v[-1]):.4f} {what} at the end: over-training or noise"
-    return f"best at epoch {b + 1}, flat after it: more epochs unlikely to pay"
+        return (f"best at epoch {b + 1}, {abs(v[b] - v[last]):.4f} {what} at the end{some}: "
+                "over-training or noise")
+    return f"best at epoch {b + 1}, flat after it{some}: more epochs unlikely to pay"
+
+
+def one_validation_per_stage(stages) -> bool:
+    """Whether every logged stage of more than one epoch was validated at one epoch only."""
+    long = [st for st in stages if st.log is not None and st.epochs > 1 and st.column(SPECS[st.model].monitor)
+            is not None]
+    return bool(long) and all(len(validated(st)) <= 1 for st in long)
