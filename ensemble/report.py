@@ -710,9 +710,9 @@ def segmenter_only_text(tuning, has_nested) -> list[str]:
         return [text + ".</p>"]
     m, se = g
     if m > EPS:
-        why = ("within noise" if m <= se else "not chosen all the same: the tuning adds rules to the chosen set "
-               "one at a time and keeps each only on its own gain, so it never weighs this set against the chosen "
-               "one; a candidate worth a look")
+        why = ("within noise" if m <= se else "above its noise, yet not chosen: the tuning adds rules to the "
+               "chosen set one at a time, each on its own gain, and never weighs whole sets against each other; "
+               "these rules are worth trying")
         return [text + f". It scores higher nested than the chosen rules, {m:+.4f} &plusmn; {se:.4f} per fold: "
                        f"{why}.</p>"]
     return [text + f"; against the chosen rules {m:+.4f} &plusmn; {se:.4f} per fold, nested.</p>"]

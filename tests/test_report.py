@@ -660,6 +660,11 @@ def test_verdict_reads_the_curve():
     assert "more epochs may pay" in verdict(_stage([0.7, 0.6, 0.5], "classifier"))  # a loss: lower is better
     assert "over-training" in verdict(_stage([0.7, 0.5, 0.6], "classifier"))
     assert "too few" in verdict(_stage([0.5]))
+    # validated at the last epoch only (validate_every "last"): the best is the last by construction
+    assert verdict(_stage([np.nan, np.nan, 0.5])) == "one epoch validated (epoch 3 of 3): no trend to read"
+    assert verdict(_stage([np.nan, 0.4, np.nan, 0.5])) == (
+        "best at its last epoch (2 of 4 epochs validated): more epochs may pay")
+    assert verdict(_stage([np.nan, 0.6, np.nan, 0.5])).startswith("best at epoch 2, 0.1000 lower at the end")
 
 
 def test_imagenet_encoder_and_its_head_stage(run_copy, data_dir):
@@ -693,3 +698,255 @@ def test_segmenter_only_run(run_copy, data_dir):
     assert len(page.imgs) == 9  # segmenter training, worst / best / false positives, 4 mosaics, tuning curves
     for src in page.imgs:
         decode_png(src)
+
+
+# ------------------------------------------------------------------------- one value per labelled quantity
+@pytest.fixture(scope="module")
+def rich(run, data_dir, tmp_path_factory):
+    """The fabricated run changed so that the tuning keeps a classifier rule (in-sample and nested differ),
+    fold 2's classifier ranks worse than chance, the classifier asked for ImageNet weights and got random
+    ones, and every segmenter stage was validated at its last epoch only: (out, page text, Page)."""
+    from ensemble.report import report
+    from ensemble.tune import tune
+
+    out = tmp_path_factory.mktemp("rich") / "out"
+    shutil.copytree(run[0], out)
+    (out / "report.html").unlink()
+    tr = load_train(data_dir)
+    n = len(tr.ids)
+    oof = pd.read_csv(out / "classifier" / "oof.csv", dtype={"id": str})
+    assert list(oof["id"]) == list(tr.ids)
+    empty = ~tr.masks.reshape(n, -1).any(1)
+    rng = np.random.default_rng(1)
+    p = np.where(empty, rng.uniform(0.6, 1.0, n), rng.uniform(0.0, 0.45, n))  # folds 0 and 1: zeroing pays
+    two = oof["fold"].to_numpy() == 2
+    p[two] = 0.3 + np.where(empty[two], -0.02, 0.02) + rng.uniform(-0.005, 0.005, int(two.sum()))  # inverted
+    write_csv(out / "classifier" / "oof.csv", oof.assign(p_empty=p))
+    run_json = json.loads((out / "classifier" / "run.json").read_text())
+    run_json["config"]["encoder_weights"] = "imagenet"
+    write_json(out / "classifier" / "run.json", run_json)
+    for path in (out / "segmenter").glob("round*/fold*/log.csv"):
+        log = pd.read_csv(path)
+        log.loc[log["epoch"] < log["epoch"].max(), ["val_score", "val_threshold"]] = np.nan
+        log.to_csv(path, index=False)
+    tune(data_dir, out)
+    text = report(data_dir, out).read_text(encoding="utf-8")
+    return out, text, Page(text)
+
+
+def _by_hand(out, data_dir):
+    """The rich run's arrays and every score the page shows, computed here with salt.metric and sklearn
+    from the fixture's files and tuning.json's parameters (the rules applied by hand, not by ensemble.tune)."""
+    from sklearn.metrics import roc_auc_score
+
+    from salt.metric import competition_score
+
+    t = json.loads((out / "ensemble" / "tuning.json").read_text())
+    tr = load_train(data_dir)
+    n = len(tr.ids)
+    with np.load(out / "segmenter" / "oof.npz") as z:
+        assert list(z["ids"]) == list(tr.ids)
+        prob, p_salt, fold = z["prob"].astype(np.float32), z["p_salt"].astype(np.float64), z["fold"]
+    p_empty = pd.read_csv(out / "classifier" / "oof.csv", dtype={"id": str})["p_empty"].to_numpy(np.float64)
+    truth, empty = tr.masks, ~tr.masks.reshape(n, -1).any(1)
+    t_alone = t["steps"][0]["params"]["threshold"]
+    alone = prob > np.float32(t_alone)
+    par = t["params"]
+    assert par["empty_rule"] is not None and not par["vertical"] and not par["constant_empty"]
+    final = prob > np.float32(par["threshold"])
+    w, te = par["empty_rule"]["w"], par["empty_rule"]["threshold"]
+    final[w * p_empty + (1 - w) * (1 - p_salt) > te] = False
+    final[final.reshape(n, -1).sum(1) < par["min_area"]] = False
+    want = {"final rules, nested": t["final"]["nested"]["overall"],
+            "final rules, in-sample": competition_score(truth, final),
+            "segmenter alone, nested": t["steps"][0]["nested"]["overall"],
+            "segmenter alone, in-sample": competition_score(truth, alone),
+            "segmenter alone, in-sample, images without salt": competition_score(truth[empty], alone[empty]),
+            "segmenter alone, in-sample, images with salt": competition_score(truth[~empty], alone[~empty]),
+            "classifier AUC, all folds pooled": roc_auc_score(empty, p_empty)}
+    for k in range(K):
+        f = fold == k
+        want[f"classifier AUC, fold {k}"] = roc_auc_score(empty[f], p_empty[f])
+        want[f"segmenter alone, in-sample, fold {k}"] = competition_score(truth[f], alone[f])
+        want[f"segmenter alone, nested, fold {k}"] = t["steps"][0]["nested"]["folds"][k]
+        want[f"final rules, nested, fold {k}"] = t["final"]["nested"]["folds"][k]
+    return t, want
+
+
+def test_each_labelled_quantity_has_one_value_everywhere(rich, data_dir):
+    out, text, page = rich
+    t, want = _by_hand(out, data_dir)
+    assert abs(want["final rules, nested"] - want["final rules, in-sample"]) > 1e-4  # two quantities, two labels
+    seen = {}
+
+    def saw(label, where, value):
+        seen.setdefault(label, []).append((where, value))
+
+    intro = plain(text.split('<nav>')[0])
+    m = re.search(r"Out-of-fold competition score (\d\.\d{4}) with the tuned rules, nested \(.*?\); (\d\.\d{4}) "
+                  r"in-sample \(.*?\)\. The segmenter alone \(.*?\): (\d\.\d{4}) nested, (\d\.\d{4}) in-sample at "
+                  r"threshold (\d\.\d\d)", intro)
+    assert m, intro
+    for label, v in zip(["final rules, nested", "final rules, in-sample", "segmenter alone, nested",
+                         "segmenter alone, in-sample"], m.groups()):
+        saw(label, "headline", v)
+    assert float(m.group(5)) == pytest.approx(t["steps"][0]["params"]["threshold"])
+    seg = page.table("Segmenter: out-of-fold scores per fold")
+    for label, name in [("segmenter alone, nested", "segmenter alone, nested"),
+                        ("segmenter alone, in-sample", "segmenter alone, in-sample"),
+                        ("segmenter alone, in-sample, images without salt", "score, images without salt (in-sample)"),
+                        ("segmenter alone, in-sample, images with salt", "score, images with salt (in-sample)")]:
+        r = row(seg, name)
+        saw(label, "models", r[-1])
+        if name.startswith("segmenter alone"):
+            for k in range(K):
+                saw(f"{label}, fold {k}", "models", r[1 + k])
+    fails = page.table("Where it fails")
+    assert fails[0][3:5] == ["segmenter alone, in-sample", "final rules, in-sample"]
+    saw("segmenter alone, in-sample", "failures", row(fails, "all images")[3])
+    saw("final rules, in-sample", "failures", row(fails, "all images")[4])
+    saw("segmenter alone, in-sample, images without salt", "failures", row(fails, "empty")[3])
+    tun = page.table("Ensemble tuning")
+    for label, name in [("segmenter alone", "segmenter alone"), ("final rules", "final (kept rules)")]:
+        r = row(tun, name)
+        saw(f"{label}, nested", "tuning", r[K + 1])
+        saw(f"{label}, in-sample", "tuning", r[K + 3])
+        for k in range(K):
+            saw(f"{label}, nested, fold {k}", "tuning", r[1 + k])
+    clf = row(page.table("Classifier: out-of-fold scores per fold"), "ROC AUC of P(empty)")
+    saw("classifier AUC, all folds pooled", "models", clf[-1])
+    for k in range(K):
+        saw(f"classifier AUC, fold {k}", "models", clf[1 + k])
+    roc = section_text(text, "roc")
+    m = re.search(r"all folds pooled (\d\.\d{4}); per fold: fold 0 (\d\.\d{4}), fold 1 (\d\.\d{4}), fold 2 "
+                  r"(\d\.\d{4});", roc)
+    assert m, roc
+    saw("classifier AUC, all folds pooled", "roc", m.group(1))
+    for k in range(K):
+        saw(f"classifier AUC, fold {k}", "roc", m.group(2 + k))
+    assert set(seen) == set(want), set(want) ^ set(seen)
+    for label, found in seen.items():
+        values = {v for _, v in found}
+        assert len(values) == 1, f"{label}: {found}"
+        assert float(values.pop()) == pytest.approx(want[label], abs=5e-5 + 1e-9), (label, found, want[label])
+    assert want["classifier AUC, fold 2"] < 0.5
+
+
+def test_warnings_a_reader_needs(rich):
+    out, text, page = rich
+    low = [n for n in page.notes if n.startswith("AUC under 0.5: fold 2 (")]
+    assert len(low) == 2  # beside the classifier's table and beside its ROC curves
+    assert "fold 0" not in low[0] and "fold 1" not in low[0]
+    weights = row(page.table("classifier: preset"), "encoder_weights")[1]
+    assert weights == "imagenet asked for, not found: the encoder started random"
+    presets = section_text(text, "presets")
+    assert "The classifier preset asks for ImageNet weights, but none were found" in presets
+    assert "The segmenter preset asks" not in presets  # its preset asks for none
+    # one validated epoch per stage: said, and no trend read into it
+    training = section_text(text, "training")
+    assert "Each stage of the segmenter was validated at one epoch only" in training
+    assert "Each stage of the classifier" not in training
+    readings = [r[-1] for r in page.table("Segmenter", "fold")[1:] if r[-1] != "no log.csv"]
+    assert readings and all(re.fullmatch(r"one epoch validated \(epoch (\d) of \1\): no trend to read", r)
+                            for r in readings), readings
+
+
+def _tuning(**over):
+    """A tuning.json as ensemble.tune writes it, small: 3 folds, every rule's step."""
+    def step(name, rule, kept, params, nested_folds, gain=None, se=None, overall=0.5):
+        return {"name": name, "rule": rule, "kept": kept, "params": params, "note": "", "overall": overall,
+                "folds": nested_folds, "nested": {"overall": float(np.mean(nested_folds)), "folds": nested_folds},
+                "gain_mean": gain, "gain_se": se}
+
+    grid = [0.2, 0.4, 0.6, 0.8]
+    t = {"folds": [0, 1, 2], "rules": ["threshold", "combined"],
+         "params": {"threshold": 0.8, "empty_rule": {"w": 0.3, "threshold": 0.45}, "min_area": 0,
+                    "vertical": False, "constant_empty": False},
+         "steps": [step("segmenter alone", "threshold", True, {"threshold": 0.8}, [0.40, 0.50, 0.45]),
+                   step("+ classifier zeroing", "classifier", False, {"w": 1.0, "threshold": 0.95},
+                        [0.40, 0.50, 0.44], -0.0033, 0.0033),
+                   step("+ combined with segmenter image head", "combined", True, {"w": 0.3, "threshold": 0.45},
+                        [0.45, 0.55, 0.47], 0.04, 0.006),
+                   step("+ minimum area", "min_area", False, {"min_area": 5}, [0.452, 0.55, 0.4725],
+                        0.0015, 0.0040)],
+         "final": {"overall": 0.52, "folds": [0.46, 0.56, 0.48], "nested": {"overall": 0.49, "folds": [0.45, 0.55, 0.47]}},
+         "sweeps": {"threshold": {"x": grid, "score": [0.1, 0.3, 0.4, 0.48]},
+                    "empty_threshold": {"x": [0.05, 0.5, 0.95], "score": [0.3, 0.45, 0.47]},
+                    "combination": {"w": [0.0, 0.3, 1.0], "best_per_w": [0.49, 0.52, 0.47],
+                                    "empty_threshold": [0.45], "score": [[0.49], [0.52], [0.47]]},
+                    "min_area": {"x": [0, 5, 10], "score": [0.52, 0.521, 0.52]}},
+         "params_segmenter_only": {"threshold": 0.8, "empty_rule": {"w": 0.0, "threshold": 0.425}, "min_area": 0,
+                                   "vertical": False, "constant_empty": False},
+         "segmenter_only": {"final": {"overall": 0.50, "folds": [0.45, 0.55, 0.47],
+                                      "nested": {"overall": 0.4915, "folds": [0.452, 0.556, 0.4665]}}}}
+    t.update(over)
+    return t
+
+
+def test_every_sweep_marks_its_choice_and_edges_are_flagged():
+    from ensemble import figures
+    from ensemble.report import edge_notes, sweep_choices, tuning_section
+
+    t = _tuning()
+    c = sweep_choices(t)
+    assert set(c) == {"threshold", "empty_threshold", "combination", "min_area"}  # every sweep, w included
+    assert c["threshold"] == {"x": 0.8, "kept": True, "edge": True, "lo": 0.2, "hi": 0.8, "at": 3}
+    assert c["combination"]["x"] == 0.3 and c["combination"]["kept"] and not c["combination"]["edge"]
+    assert c["empty_threshold"]["x"] == 0.95 and not c["empty_threshold"]["kept"] and c["empty_threshold"]["edge"]
+    assert c["min_area"]["x"] == 5 and not c["min_area"]["edge"]
+    notes = [plain(n) for n in edge_notes(c)]
+    assert notes == ["The mask threshold chosen, 0.8, is the highest of its sweep (0.2–0.8): a higher one might "
+                     "score better, and the sweep in ensemble.tune should reach past it.",
+                     "The P(empty) threshold best tried (the rule was not kept), 0.95, is the highest of its sweep "
+                     "(0.05–0.95): a higher one might score better, and the sweep in ensemble.tune should reach "
+                     "past it."]
+    fig = figures.curves_figure(t["sweeps"], c)
+    assert len(fig.axes) == 4
+    for ax, key in zip(fig.axes, ["threshold", "empty_threshold", "min_area", "combination"]):
+        red = [ln for ln in ax.lines if ln.get_color() == "red"]
+        assert len(red) == 1 and red[0].get_xdata()[0] == pytest.approx(c[key]["x"]), key
+        assert (red[0].get_markerfacecolor() == "red") == c[key]["kept"], key
+    text = plain(tuning_section(t)[2])
+    assert text.count("is the highest of its sweep") == 2
+    # min area at 0 (the rule off) or w at 0 or 1 (one model alone) is no edge to widen
+    t2 = _tuning(sweeps={**t["sweeps"], "threshold": {"x": [0.2, 0.4, 0.6, 0.8], "score": [0.1, 0.5, 0.4, 0.3]}},
+                 params={**t["params"], "threshold": 0.4})
+    t2["steps"][3]["params"] = {"min_area": 0}
+    c2 = sweep_choices(t2)
+    assert not any(v["edge"] for k, v in c2.items() if k != "empty_threshold")
+
+
+def test_an_alternative_that_scores_higher_says_why_it_was_not_chosen():
+    from ensemble.report import tuning_section
+
+    text = plain(tuning_section(_tuning())[2])
+    assert ("+ minimum area scores higher nested than the rules before it, but is not kept: within noise: "
+            "+0.0015 ± 0.0040") in text
+    assert "+ classifier zeroing scores higher" not in text  # it scores lower
+    assert ("Rules for a submission without the classifier: threshold 0.8, zero if P(empty) > 0.425 (w_classifier=0), "
+            "min area 0, nested 0.4915 (in-sample 0.5000). It scores higher nested than the chosen rules, "
+            "+0.0015 ± 0.0028 per fold: within noise.") in text
+    rows = Page(tuning_section(_tuning())[2]).table("Ensemble tuning")
+    assert row(rows, "+ minimum area")[K + 4] == "no (within noise)"
+    assert row(rows, "+ classifier zeroing")[K + 4] == "no (no gain)"
+
+
+def test_best_images_are_not_among_the_worst():
+    from ensemble.report import examples_section
+    from salt.metric import image_scores
+
+    # class "salt < 5%" holds two images, both among its worst four; class "salt 20-50%" holds six
+    truth = np.stack([square_mask(p) for p in [0, 300, 400] + [3000] * 6])
+    pred = truth.copy()
+    pred[1] = False
+    pred[3:6, :5] = True  # three of the six found loosely
+    scores = image_scores(truth, pred)
+    worst = cov.worst_by_class(truth, pred, scores, N_WORST_TEST)
+    best = cov.best_by_class(truth, pred, scores, 1, exclude=[int(i) for v in worst.values() for i in v])
+    assert best[1].tolist() == [] and len(best[3]) == 1 and best[3][0] not in worst[3]
+    d = {"truth": truth, "images": np.zeros((9, 101, 101), np.uint8), "ids": [f"id{k}" for k in range(9)]}
+    text = plain(examples_section(d, pred, scores)[2])
+    assert "Every image of salt < 5% is among the worst shown: no best to show there." in text
+
+
+N_WORST_TEST = 4
