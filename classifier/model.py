@@ -40,6 +40,7 @@ import keras
 from keras import layers
 
 from salt.cli import UserError
+from segmenter import encoders
 from training import weights
 from training.layers import ImageNetNormalize
 
@@ -68,6 +69,12 @@ BACKBONES = {
         file_hash="d19885ff4a710c122648d3b5c3b684e4",
     ),
 }
+
+# the registry's encoders that have ImageNet weights (segmenter.encoders): a pooling head on their last
+# feature map; the weights come from the registry's loader (installed packages, no download)
+ENCODER_BACKBONES = {name: dict(preprocess=enc.normalize, default_input_size=128, min_input_size=32)
+                     for name, enc in encoders.ENCODERS.items() if enc.pretrained and name.startswith("efficientnet")}
+BACKBONE_NAMES = [*BACKBONES, *ENCODER_BACKBONES]
 
 BACKBONE_LAYER = "backbone"
 OUTPUT_NAME = "empty"
@@ -104,8 +111,24 @@ def find_imagenet(backbone: str) -> str | None:
 
 
 def resolve_encoder_weights(backbone: str, encoder_weights: str) -> tuple[str | None, str]:
-    """(weights argument for the keras.applications constructor, encoder_init)."""
+    """(weights file for the backbone, encoder_init): keras.applications' own file, or the registry
+    encoder's converted file (encoder_init "imagenet (efficientnet-lite0)")."""
+    if backbone in ENCODER_BACKBONES:
+        enc = encoders.get(backbone)
+        return weights.resolve(encoder_weights, enc.find_imagenet, enc.init_label)
     return weights.resolve(encoder_weights, lambda: find_imagenet(backbone))
+
+
+def registry_backbone(name: str, size: int, path: str | None) -> keras.Model:
+    """A registry encoder as a pooled backbone: its classification features (``pooled_args``), global
+    average pooling; ImageNet weights loaded by the registry's loader where ``path`` is given."""
+    enc = encoders.get(name)
+    inp = keras.Input((size, size, 3), name="rgb")
+    feats = enc.features(inp, **enc.pooled_args)
+    net = keras.Model(inp, layers.GlobalAveragePooling2D(name="avg_pool")(feats[-1]), name=BACKBONE_LAYER)
+    if path is not None:
+        enc.load_weights(net, path)
+    return net
 
 
 def build_classifier(
@@ -120,9 +143,9 @@ def build_classifier(
     Output "empty" is a float32 logit of shape (N, 1): P(empty) = sigmoid(logit).
     encoder_init is "imagenet", "random" or "file:PATH".
     """
-    if backbone not in BACKBONES:
-        raise UserError(f"unknown classifier backbone {backbone!r}; choose from {sorted(BACKBONES)}")
-    spec = BACKBONES[backbone]
+    if backbone not in BACKBONE_NAMES:
+        raise UserError(f"unknown classifier backbone {backbone!r}; choose from {sorted(BACKBONE_NAMES)}")
+    spec = BACKBONES.get(backbone) or ENCODER_BACKBONES[backbone]
     size = int(input_size or spec["default_input_size"])
     if size < spec["min_input_size"]:
         raise UserError(f"{backbone}: input_size {size} < minimum {spec['min_input_size']}")
@@ -130,7 +153,7 @@ def build_classifier(
         raise UserError(f"classifier dropout must be in [0, 1), got {dropout}")
     path, encoder_init = resolve_encoder_weights(backbone, encoder_weights)
     try:
-        net = spec["constructor"](
+        net = registry_backbone(backbone, size, path) if backbone in ENCODER_BACKBONES else spec["constructor"](
             include_top=False,
             weights=path,
             input_shape=(size, size, 3),

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
-from classifier.model import BACKBONE_LAYER, BACKBONES, build_classifier, resolve_encoder_weights
+from classifier.model import BACKBONE_LAYER, BACKBONE_NAMES, build_classifier, resolve_encoder_weights
 from classifier.presets import PRESETS
 from salt.cli import UserError, run_cli, settings_table
 from salt.io import write_csv
@@ -131,11 +131,12 @@ def collect_oof(run: runs.Run) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m classifier.train", description=__doc__.splitlines()[0])
     runs.add_run_args(p, PRESETS)
-    p.add_argument("--backbone", default="densenet121", help=", ".join(BACKBONES))
+    p.add_argument("--backbone", help="the preset's backbone by default: " + ", ".join(BACKBONE_NAMES))
     args = p.parse_args(argv)
-    if args.backbone not in BACKBONES:
-        raise UserError(f"--backbone {args.backbone}: unknown; choose one of {', '.join(BACKBONES)}")
+    if args.backbone is not None and args.backbone not in BACKBONE_NAMES:
+        raise UserError(f"--backbone {args.backbone}: unknown; choose one of {', '.join(BACKBONE_NAMES)}")
     run = runs.start_run(args, PRESETS, "classifier", "stages")
+    args.backbone = args.backbone or run.preset.get("backbone", "densenet121")
     weights, init = resolve_encoder_weights(args.backbone, run.preset["encoder_weights"])
     run.open(encoder_init=init, backbone=args.backbone, folds=run.k)
     run.pace = Pace(epochs_left((stage_folder(run, fold, st), st["epochs"]) for fold in run.fold_list

@@ -233,9 +233,10 @@ def main(argv=None) -> int:
     for rnd in all_rounds(run.preset):  # a bad --set fails here, before anything is written
         validation_every(run.preset, rnd)
     encoder = encoders.get(run.preset["network"]["encoder"])
-    find = encoder.find_imagenet or (lambda: weights.warn_random(
+    find = encoder.find_imagenet if encoder.pretrained else (lambda: weights.warn_random(
         run.preset["network"]["encoder"], "none exist for this encoder", "Use --encoder-weights none."))
-    encoder_path, init = weights.resolve(run.preset["encoder_weights"], find)
+    encoder_path, init = weights.resolve(run.preset["encoder_weights"], find,
+                                         encoder.init_label if encoder.pretrained else "imagenet")
     run.open(encoder_init=init, folds=run.k)
     run.pace = Pace(epochs_left((round_dir(run.dir, r, fold), rnd["epochs"]) for fold in run.fold_list
                                 if not kfold.oof_path(run.dir, fold).exists()

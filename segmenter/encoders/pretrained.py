@@ -73,10 +73,11 @@ def package_file(cfg: Pretrained) -> Path | None:
 
 def download(cfg: Pretrained, folder: Path) -> Path:
     """Keras' own ``get_file`` into ``folder`` (Keras' cache); the hash is checked after the download and a
-    wrong file is deleted. Raises OSError (or UserError on a wrong hash) when it cannot be had."""
+    wrong file is deleted. Raises UserError on a wrong hash, another exception when it cannot be had."""
     if os.environ.get("SALT_OFFLINE", "") not in ("", "0"):
         raise OSError("SALT_OFFLINE is set")
     import keras
+    folder.mkdir(parents=True, exist_ok=True)  # get_file falls back to /tmp/.keras where it cannot write
     old = socket.getdefaulttimeout()
     socket.setdefaulttimeout(15 if old is None else old)
     try:
@@ -108,7 +109,9 @@ def checkpoint(cfg: Pretrained, folder: Path) -> tuple[Path | None, str]:
     if cfg.url:
         try:
             return download(cfg, folder), ""
-        except OSError as e:
+        except UserError:  # a file with another hash: refused, not silently replaced by random weights
+            raise
+        except Exception as e:  # offline: Keras' get_file raises a bare Exception on URL failures
             reasons.append(f"the download failed ({(str(e).splitlines() or [type(e).__name__])[0][:100]})")
     return None, "; ".join(reasons)
 
