@@ -12,8 +12,8 @@ PRESET    ?= auto
 FOLDS     ?= 5
 ## any folder of 101x101 PNGs to submit for
 TEST      ?= $(DATA)/test/images
-## the classifier's backbone: densenet121 or inceptionresnetv2
-BACKBONE  ?= densenet121
+## the classifier's backbone (empty: the preset's): densenet121, inceptionresnetv2, efficientnet_lite0/1/2
+BACKBONE  ?=
 ## coverage: folds stratified by salt coverage; mosaic: also each mosaic of neighbouring tiles in one fold
 FOLDS_BY  ?= coverage
 ## auto (the preset's choice for the device: bfloat16 on a GPU for full and cpu), bfloat16 or float32
@@ -42,7 +42,7 @@ export PYTHONUNBUFFERED := 1
 RUN_ARGS := --data $(DATA) --out $(OUT) --preset $(PRESET) --folds $(FOLDS) --folds-by $(FOLDS_BY) \
             --precision $(PRECISION) --verbose $(VERBOSE)
 SEGMENTER_TRAIN  := $(PY) -m segmenter.train $(RUN_ARGS)
-CLASSIFIER_TRAIN := $(PY) -m classifier.train $(RUN_ARGS) --backbone $(BACKBONE)
+CLASSIFIER_TRAIN := $(PY) -m classifier.train $(RUN_ARGS) $(if $(BACKBONE),--backbone $(BACKBONE))
 MOSAIC := $(if $(filter mosaic,$(FOLDS_BY)),$(OUT)/mosaic.csv)
 # Every input checked in full before anything long starts (salt.check: train images, masks, CSVs, RLE,
 # ids, every test image): a bad file stops the run in seconds with one `error:` line that names it.
