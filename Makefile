@@ -53,7 +53,7 @@ DEMO_OUT   := $(OUT)/demo
 ## number of folds of make demo
 DEMO_FOLDS ?= 3
 
-.PHONY: install data mosaic check-inputs demo train-classifier train-segmenter submit bench gpu-check test clean help
+.PHONY: install data mosaic check-inputs demo train-classifier train-segmenter submit bench bench-predict gpu-check test clean help
 
 ## .venv from requirements.txt and requirements-dev.txt (GPU=1: with the backend's CUDA build)
 install: $(STAMP)
@@ -120,6 +120,12 @@ demo: $(STAMP)
 ## times the full preset's networks and the trainers' fit epoch against its bare steps (OUT/bench)
 bench: $(STAMP)
 	$(PY) -m bench.run --out $(OUT)/bench
+
+## synthetic test images that make bench-predict predicts (the competition's test set has 18,000)
+IMAGES    ?= 18000
+## predicts and submits IMAGES synthetic test images (or TEST=FOLDER) with random cpu-preset fold models: images/s and peak memory per step (OUT/bench-predict)
+bench-predict: $(STAMP)
+	$(PY) -m bench.stream --out $(OUT)/bench-predict --images $(IMAGES) $(if $(filter command line environment,$(origin TEST)),--test $(TEST))
 
 # On a machine with a GPU and the project installed: installs nothing, trains fold 0 of the full preset
 # scaled to a few minutes and prints one table (python3 -m bench.gpu_check where there is no .venv).

@@ -1,7 +1,8 @@
 """Classifier prediction: `python -m classifier.predict --out OUT --images FOLDER --name NAME`.
 
 Averages P(empty) over every fold model, each with horizontal-flip test-time augmentation, and saves
-it to OUT/classifier/pred-NAME.npz (ids, p_empty, fingerprint) for the ensemble.
+the mean to OUT/classifier/pred-NAME.npz (ids, p_empty, fingerprint, folds, n_models, wall_s) for the
+ensemble. The images are read and predicted ``--chunk`` at a time (training.predict.predict_folder).
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def fold_models(run_dir: Path) -> dict[int, list[Path]]:
 
 def main(argv=None) -> int:
     return predict_command("classifier", __doc__.splitlines()[0], argv, fold_models,
-                           lambda probs: {"p_empty": probs["empty"].astype(np.float32)})
+                           {"p_empty": ("empty", np.float32)})
 
 
 if __name__ == "__main__":

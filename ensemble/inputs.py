@@ -1,6 +1,7 @@
 """The ensemble's file inputs, read and checked in one place: JSON and npz files, the id alignment, the
 fingerprint checks, the out-of-fold predictions (for tuning and the report), the models' test predictions
-(for the submission) and the mosaic.
+(for the submission: the mean of the fold models, whose pixel probabilities are read a chunk at a time)
+and the mosaic.
 
 Every problem is a one-line UserError that names the file (and, for a missing one, what produces it).
 """
@@ -206,21 +207,92 @@ def submitted_masks(path, ids) -> dict:
 
 
 # ----------------------------------------------------------------------------------- test predictions
+def npy_header(path, key) -> tuple[tuple, np.dtype]:
+    """(shape, dtype) of array `key` of an npz file, read from its header alone."""
+    with _member(path, key) as (f, shape, dtype):
+        return shape, dtype
+
+
+class _member:
+    """Array `key` of an npz file opened as a stream past its .npy header: (file, shape, dtype). Works for
+    stored and compressed members alike (zipfile decompresses as it reads); UserError naming the file."""
+
+    def __init__(self, path, key):
+        self.path, self.key = Path(path), key
+
+    def __enter__(self):
+        import zipfile
+
+        try:
+            self.zip = zipfile.ZipFile(self.path)
+        except Exception as e:
+            raise UserError(f"{self.path}: unreadable npz ({type(e).__name__}: {e})") from None
+        try:
+            self.f = self.zip.open(f"{self.key}.npy")
+            version = np.lib.format.read_magic(self.f)
+            read = np.lib.format.read_array_header_2_0 if version >= (2, 0) else np.lib.format.read_array_header_1_0
+            shape, fortran, dtype = read(self.f)
+        except KeyError:
+            self.zip.close()
+            raise UserError(f"{self.path}: missing array {self.key!r}") from None
+        except Exception as e:
+            self.zip.close()
+            raise UserError(f"{self.path}: unreadable array {self.key!r} ({type(e).__name__}: {e})") from None
+        if fortran or dtype.hasobject:
+            self.zip.close()
+            raise UserError(f"{self.path}: array {self.key!r} is not a plain C-ordered array")
+        return self.f, tuple(shape), dtype
+
+    def __exit__(self, *exc):
+        self.zip.close()
+
+
+def npz_chunks(path, key, chunk):
+    """Array `key` of an npz file, `chunk` rows at a time, in order: yields (lo, hi, rows). Never more than
+    one chunk in memory, whether the member is stored (as the predict commands write it) or compressed."""
+    with _member(path, key) as (f, shape, dtype):
+        n = shape[0] if shape else 0
+        row = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+        for lo in range(0, n, chunk):
+            hi = min(lo + chunk, n)
+            want = (hi - lo) * row
+            try:
+                data = f.read(want)
+                while len(data) < want:
+                    more = f.read(want - len(data))
+                    if not more:
+                        break
+                    data += more
+            except Exception as e:
+                raise UserError(f"{path}: unreadable array {key!r} ({type(e).__name__}: {e})") from None
+            if len(data) != want:
+                raise UserError(f"{path}: array {key!r} is truncated (rows {lo}..{hi - 1} of {n})")
+            yield lo, hi, np.frombuffer(data, dtype).reshape((hi - lo,) + shape[1:])
+
+
 def load_seg_pred_meta(path, tuning_fp) -> dict:
-    """Ids, image-head P(salt) and which per-fold arrays a segmenter prediction file holds, fingerprint
-    checked; the pixel probabilities are read later, one array at a time (`read_array`).
-    Returns {ids, keys, folds (list, [] without per-fold arrays), missing (why there are no per-fold arrays),
-    wall_s (`pred_wall_s`)}."""
+    """A segmenter prediction file's ids and image-head P(salt), fingerprint checked, and the shape of its
+    pixel probabilities `prob` (the mean of the fold models), which are read later a chunk at a time
+    (`npz_chunks`). Returns {ids, keys, p_salt (N,), folds ([] where not recorded), n_models (None where not
+    recorded), wall_s (`pred_wall_s`)}."""
     keys = npz_keys(path, HINT_PREDICT["segmenter"])
     missing = [k for k in ("ids", "fingerprint", "prob", "p_salt") if k not in keys]
     if missing:
         raise UserError(f"{path}: missing array {missing[0]!r} (have {', '.join(keys)})")
-    z = load_npz(path, ["ids", "fingerprint"], HINT_PREDICT["segmenter"])
+    z = load_npz(path, ["ids", "fingerprint", "p_salt"], HINT_PREDICT["segmenter"])
     check_pred_fingerprint(path, pred_fingerprint(path, z), tuning_fp)
     ids = [str(i) for i in z["ids"]]
     if len(set(ids)) != len(ids):
         raise UserError(f"{path}: duplicate ids")
-    return {"ids": ids, "keys": keys, **fold_keys(path, keys, ["prob", "p_salt"]), "wall_s": pred_wall_s(path, keys)}
+    n = len(ids)
+    shape, dtype = npy_header(path, "prob")
+    if len(shape) != 3 or shape[0] != n or z["p_salt"].shape != (n,) or dtype.kind not in "fiu":
+        raise UserError(f"{path}: inconsistent shapes (ids {n}, prob {shape} {dtype}, p_salt {z['p_salt'].shape})")
+    p_salt = z["p_salt"].astype(np.float64)
+    if not np.all(np.isfinite(p_salt)):
+        raise UserError(f"{path}: p_salt has non-finite values")
+    return {"ids": ids, "keys": keys, "p_salt": p_salt, "shape": shape, **models_of(path, keys),
+            "wall_s": pred_wall_s(path, keys)}
 
 
 def pred_wall_s(path, keys) -> float | None:
@@ -232,17 +304,15 @@ def pred_wall_s(path, keys) -> float | None:
     return float(wall) if wall.shape == () and wall.dtype.kind in "fiu" else None
 
 
-def fold_keys(path, keys, names) -> dict:
-    """Which folds a prediction file has its own arrays for: {folds: [k...], missing: reason or None}.
-    Needs `folds` and, for each k of it, NAME_fold{k} for every NAME of `names`."""
-    name = f"{Path(path).parent.name}/{Path(path).name}"
-    if "folds" not in keys:
-        return {"folds": [], "missing": f"{name} has no per-fold arrays"}
-    folds = [int(k) for k in read_array(path, "folds").reshape(-1)]
-    absent = [f"{n}_fold{k}" for k in folds for n in names if f"{n}_fold{k}" not in keys]
-    if not folds or absent:
-        return {"folds": [], "missing": f"{name} lacks {absent[0] if absent else 'any fold'}"}
-    return {"folds": folds, "missing": None}
+def models_of(path, keys) -> dict:
+    """Which folds' models a prediction file is the mean of, and how many models: {folds: [k...] ([] where
+    the file does not say), n_models: int or None}."""
+    folds = [int(k) for k in read_array(path, "folds").reshape(-1)] if "folds" in keys else []
+    n_models = None
+    if "n_models" in keys:
+        v = read_array(path, "n_models")
+        n_models = int(v) if v.shape == () and v.dtype.kind in "iu" else None
+    return {"folds": folds, "n_models": n_models}
 
 
 def read_array(path, key) -> np.ndarray:
@@ -255,8 +325,8 @@ def read_array(path, key) -> np.ndarray:
 
 
 def load_clf_pred_meta(path, ids, tuning_fp) -> dict | None:
-    """A classifier prediction file's P(empty) arrays, aligned on `ids` (the segmenter's), or None if the
-    file is absent. Returns {path, p_empty (N,), by_fold {k: (N,)}, folds, missing, wall_s}."""
+    """A classifier prediction file's P(empty) (the mean of the fold models), aligned on `ids` (the
+    segmenter's), or None if the file is absent. Returns {path, p_empty (N,), folds, n_models, wall_s}."""
     path = Path(path)
     if not path.is_file():
         return None
@@ -268,14 +338,7 @@ def load_clf_pred_meta(path, ids, tuning_fp) -> dict | None:
     if extra:
         raise UserError(f"{path}: id {sorted(extra)[0]} is not in the segmenter's prediction ({len(extra)} extra)")
     idx = align(path, cids, ids)
-    fk = fold_keys(path, keys, ["p_empty"])
-
-    def vec(name, p):
-        p = np.asarray(p, dtype=np.float64)
-        if p.shape != (len(cids),) or not np.all(np.isfinite(p)):
-            raise UserError(f"{path}: {name} must be one finite value per id")
-        return p[idx]
-
-    return {"path": path, "p_empty": vec("p_empty", z["p_empty"]),
-            "by_fold": {k: vec(f"p_empty_fold{k}", read_array(path, f"p_empty_fold{k}")) for k in fk["folds"]},
-            "folds": fk["folds"], "missing": fk["missing"], "wall_s": pred_wall_s(path, keys)}
+    p = np.asarray(z["p_empty"], dtype=np.float64)
+    if p.shape != (len(cids),) or not np.all(np.isfinite(p)):
+        raise UserError(f"{path}: p_empty must be one finite value per id")
+    return {"path": path, "p_empty": p[idx], **models_of(path, keys), "wall_s": pred_wall_s(path, keys)}

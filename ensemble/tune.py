@@ -15,8 +15,15 @@ The rules, applied in this order (`apply_rules`):
               training tiles of the other folds, as they were for the model that predicted it; on test
               every training tile is labelled;
   constant    an image whose pixels are all equal is predicted empty.
-The last two do not depend on the models ("tile rules"): the submission applies them once, after the
-folds' vote (ensemble.submit).
+The last two do not depend on the models ("tile rules"): the submission applies them after the others.
+
+What the rules are tuned for: the submission (ensemble.submit) applies them once, to the mean of the fold
+models' probabilities (pixel P(salt), image-head P(salt) and P(empty), each averaged over the models). The
+out-of-fold prediction of an image is the mean of its own fold's models (the snapshot rounds, with the
+same flip TTA), made by models that never saw it: the same kind of prediction and the same rules, with
+fewer models in the mean. Nothing here takes one fold's decision at a time or votes between folds; a mean
+of more models is smoother, which the nested selection below cannot see, since no image has an
+out-of-fold prediction from more than one fold.
 
 How a rule is decided, given the rules already kept (nested cross-validation): for each outer fold k,
 the parameters of the kept rules, with and without the new rule, are fitted on the other folds (each
@@ -174,30 +181,9 @@ def apply_rules(prob, p_salt, p_empty, params, context=None) -> np.ndarray:
     min_area, vertical, constant_empty): `model_rules`, then `tile_rules` with `context` (a TileContext,
     needed only when a tile rule is on).
 
-    The single implementation used by tuning (its scores are checked against it), the submission and
-    the report."""
+    The single implementation used by tuning (its scores are checked against it), the submission (on the
+    mean of the fold models' probabilities, a chunk of images at a time) and the report."""
     return tile_rules(model_rules(prob, p_salt, p_empty, params), params, context)
-
-
-def majority_vote(fold_masks) -> np.ndarray:
-    """Pixel-wise majority of an iterable of bool masks (N,H,W), one per fold: a pixel is salt when more
-    than half of the folds say so. Reads one fold at a time."""
-    count, n = None, 0
-    for m in fold_masks:
-        m = np.asarray(m, dtype=bool)
-        count = m.astype(np.uint16) if count is None else count + m
-        n += 1
-    if n == 0:
-        raise ValueError("no fold to vote")
-    return 2 * count > n
-
-
-def apply_rules_by_fold(fold_preds, params, context=None) -> np.ndarray:
-    """The rules applied to each fold's own prediction, then the folds' majority vote, then the tile rules
-    once: `fold_preds` is an iterable of (prob, p_salt, p_empty) (one fold's model(s) each, like an
-    out-of-fold prediction; may be a generator that loads each fold when asked)."""
-    voted = majority_vote(model_rules(prob, p_salt, p_empty, params) for prob, p_salt, p_empty in fold_preds)
-    return tile_rules(voted, params, context)
 
 
 # ------------------------------------------------------------------------------------ per-image tables

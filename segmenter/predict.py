@@ -1,8 +1,11 @@
 """Segmenter prediction: `python -m segmenter.predict --out OUT --images FOLDER --name NAME`.
 
 Averages the sigmoid probabilities of every fold model of the preset's snapshot rounds (the last round,
-every Lovasz round or all of them), each with horizontal-flip test-time augmentation, and saves them as float16 to OUT/segmenter/pred-NAME.npz (ids, prob, p_salt,
-fingerprint) for the ensemble.
+every Lovasz round or all of them), each with horizontal-flip test-time augmentation, and saves the mean
+as float16 to OUT/segmenter/pred-NAME.npz (ids, prob, p_salt, fingerprint, folds, n_models, wall_s) for
+the ensemble, which applies its rules to it. The images are read and predicted ``--chunk`` at a time and
+the mean is written as it is made (training.predict.predict_folder): the memory does not grow with the
+number of images.
 """
 from __future__ import annotations
 
@@ -60,8 +63,7 @@ def fold_models(run_dir: Path) -> dict[int, list[Path]]:
 
 def main(argv=None) -> int:
     return predict_command("segmenter", __doc__.splitlines()[0], argv, fold_models,
-                           lambda probs: {"prob": probs["mask"].astype(np.float16),
-                                          "p_salt": probs["salt"].astype(np.float16)})
+                           {"prob": ("mask", np.float16), "p_salt": ("salt", np.float16)})
 
 
 if __name__ == "__main__":

@@ -19,8 +19,8 @@ from salt.io import save_npz, write_csv, write_json
 from salt.metric import competition_score, image_scores
 from salt.rle import encode
 from salt.rle import read_rle_csv
-from ensemble.tune import (THRESHOLDS, TileContext, apply_rules, apply_rules_by_fold, decide, oof_context,
-                           submit_context, threshold_tables, tune, tune_arrays)
+from ensemble.tune import (THRESHOLDS, TileContext, apply_rules, decide, oof_context, submit_context,
+                           threshold_tables, tune, tune_arrays)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,13 +54,20 @@ def slow_rules(prob, p_salt, p_empty, params, ids=None, propagated=None, images=
     return out
 
 
-def slow_vote(fold_preds, params):
-    """Reference for the folds' majority vote: each fold's masks by slow_rules, then pixel by pixel."""
-    masks = [slow_rules(*p, params) for p in fold_preds]
-    out = np.zeros(masks[0].shape, bool)
-    for i, y, x in np.ndindex(*out.shape):
-        out[i, y, x] = sum(bool(m[i, y, x]) for m in masks) > len(masks) / 2
-    return out
+def fold_mean(fold_preds):
+    """Reference for joining the folds: (prob, p_salt, p_empty) of each fold, averaged one fold after
+    another in float32, the probabilities stored as float16 as the predict commands store them."""
+    k = len(fold_preds)
+    prob = sum(f[0].astype(np.float32) for f in fold_preds) / np.float32(k)
+    p_salt = sum(f[1].astype(np.float32) for f in fold_preds) / np.float32(k)
+    p_empty = None if fold_preds[0][2] is None else sum(np.asarray(f[2], np.float64) for f in fold_preds) / k
+    return prob.astype(np.float16), p_salt.astype(np.float16), p_empty
+
+
+def fold_vote(fold_preds, params):
+    """What ensemble.submit wrote before the mean: the rules on each fold's prediction, then each pixel's
+    majority over the folds."""
+    return sum(slow_rules(*p, params).astype(int) for p in fold_preds) * 2 > len(fold_preds)
 
 
 def expected_fp(data_dir, out):
@@ -223,24 +230,6 @@ def test_apply_rules_matches_slow_loop():
     np.testing.assert_array_equal(apply_rules(prob, p_salt, None, seg_only), slow_rules(prob, p_salt, None, seg_only))
     with pytest.raises(UserError, match="no mosaic"):
         apply_rules(prob, p_salt, p_empty, {**seg_only, "vertical": True}, TileContext(ids, ctx.constant, None))
-
-
-@pytest.mark.parametrize("n_folds", [3, 4])
-def test_vote_matches_slow_reference(n_folds):
-    rng = np.random.default_rng(11)
-    n = 5
-    base = blur(rng.uniform(0, 1, (n, 101, 101)) > 0.6, passes=3)
-    preds = [(np.clip(base + rng.normal(0, 0.25, base.shape), 0, 1).astype(np.float16),
-              rng.uniform(0, 1, n), rng.uniform(0, 1, n)) for _ in range(n_folds)]
-    params = {"threshold": 0.5, "empty_rule": {"w": 0.5, "threshold": 0.7}, "min_area": 3000}
-    want = slow_vote(preds, params)
-    got = apply_rules_by_fold(iter(preds), params)  # a generator of folds is enough
-    np.testing.assert_array_equal(got, want)
-    each = [apply_rules(*p, params) for p in preds]
-    assert all((got != m).any() for m in each)  # the vote is none of the folds
-    if n_folds == 4:  # 2 of 4 is not more than half
-        tie = sum(m.astype(int) for m in each) == 2
-        assert tie.any() and not got[tie].any()
 
 
 def test_threshold_tables_match_the_metric():
@@ -588,7 +577,7 @@ def test_submit_mean_fallback_in_sample_order(run_copy, data_dir):
     r = cli("ensemble.submit", "--data", data_dir, "--out", out, "--pred", "t")
     assert r.returncode == 0, r.stderr
     assert "submission.csv" in r.stdout and f"{len(p['ids'])} images" in r.stdout
-    assert "mean of the folds (segmenter/pred-t.npz has no per-fold arrays)" in r.stdout
+    assert "rules applied to the mean of the fold models' probabilities" in r.stdout
     tuning = json.loads((out / "ensemble" / "tuning.json").read_text())
     want = slow_rules(p["prob"], p["p_salt"], p["p_empty"], tuning["params"])  # the reference, not apply_rules
     got, order = _submitted(out, p["ids"])
@@ -596,31 +585,32 @@ def test_submit_mean_fallback_in_sample_order(run_copy, data_dir):
     np.testing.assert_array_equal(got, want)
     rec = json.loads((out / "ensemble" / "submit.json").read_text())
     assert rec["n_images"] == len(p["ids"]) and rec["classifier"] is not None
-    assert rec["combine"] == "mean" and "no per-fold arrays" in rec["combine_note"] and rec["folds"] is None
+    assert rec["combine"] == "mean" and rec["folds"] is None
     assert rec["n_empty"] == int((~want.reshape(len(want), -1).any(axis=1)).sum())
-    assert submit(data_dir, out, "t")["n_empty"] == rec["n_empty"]
+    first = (out / "submission.csv").read_bytes()
+    assert submit(data_dir, out, "t", chunk=3)["n_empty"] == rec["n_empty"]  # three images at a time
+    assert (out / "submission.csv").read_bytes() == first
 
 
-def test_submit_votes_the_folds_own_predictions(run_copy, data_dir):
+def test_submit_applies_the_rules_to_the_mean_of_the_folds(run_copy, data_dir):
     from ensemble.submit import submit
 
     out, fp = run_copy
     p = make_preds(data_dir, out, "v", fp, folds=[0, 1, 2])
     tuning = json.loads((out / "ensemble" / "tuning.json").read_text())
-    assert tuning["params"]["empty_rule"]["w"] > 0  # the classifier's per-fold P(empty) is used
-    r = cli("ensemble.submit", "--data", data_dir, "--out", out, "--pred", "v")
+    assert tuning["params"]["empty_rule"]["w"] > 0  # the classifier's P(empty) is used
+    r = cli("ensemble.submit", "--data", data_dir, "--out", out, "--pred", "v", "--chunk", "4")
     assert r.returncode == 0, r.stderr
-    assert "majority vote of the rules applied to each of the 3 folds' predictions" in r.stdout
+    assert "rules applied to the mean of the fold models' probabilities" in r.stdout
     got, _ = _submitted(out, p["ids"])
-    np.testing.assert_array_equal(got, slow_vote(p["by_fold"], tuning["params"]))
-    mean = apply_rules(p["prob"], p["p_salt"], p["p_empty"], tuning["params"])
-    assert (got != mean).any()  # the vote is not the rules on the mean
+    np.testing.assert_array_equal(got, slow_rules(*fold_mean(p["by_fold"]), tuning["params"]))
+    assert (got != fold_vote(p["by_fold"], tuning["params"])).any()  # not the folds' vote it was before
     rec = json.loads((out / "ensemble" / "submit.json").read_text())
-    assert rec["combine"] == "vote" and rec["folds"] == [0, 1, 2]
-    # the classifier's file without per-fold arrays: everything falls back to the mean
-    make_preds(data_dir, out, "w", fp, folds=[0, 1, 2], clf_folds=[])
-    rec = submit(data_dir, out, "w")
-    assert rec["combine"] == "mean" and "classifier/pred-w.npz has no per-fold arrays" in rec["combine_note"]
+    assert rec["combine"] == "mean" and rec["folds"] == [0, 1, 2]
+    # the classifier's models are of other folds than the segmenter's: refused, naming the file
+    make_preds(data_dir, out, "w", fp, folds=[0, 1, 2], clf_folds=[0, 1])
+    with pytest.raises(UserError, match=r"classifier/pred-w\.npz: folds \[0, 1\] differ"):
+        submit(data_dir, out, "w")
 
 
 def test_submit_records_how_long_the_predictions_took(run_copy, data_dir):
@@ -647,9 +637,9 @@ def test_submit_segmenter_only_and_sorted_ids(run_copy, data_dir):
     sub_ids = list(all_ids)[:5][::-1]  # not the sample's folder: rows sorted by id
     p = make_preds(data_dir, out, "s", fp, ids=sub_ids, classifier=False, folds=[0, 1, 2])
     rec = submit(data_dir, out, "s")
-    assert rec["classifier"] is None and rec["mode"] == "segmenter only" and rec["combine"] == "vote"
+    assert rec["classifier"] is None and rec["mode"] == "segmenter only" and rec["combine"] == "mean"
     tuning = json.loads((out / "ensemble" / "tuning.json").read_text())
-    want = slow_vote([(pk, sk, None) for pk, sk, _ in p["by_fold"]], tuning["params_segmenter_only"])
+    want = slow_rules(*fold_mean([(pk, sk, None) for pk, sk, _ in p["by_fold"]]), tuning["params_segmenter_only"])
     got, order = _submitted(out, p["ids"])
     assert order == sorted(sub_ids)
     np.testing.assert_array_equal(got, want)
@@ -665,7 +655,7 @@ def _rewrite_mask(data, i, mask):
     df.to_csv(data / "train.csv", index=False)
 
 
-def test_submit_tile_rules_after_the_vote(run_copy, data_copy):
+def test_submit_tile_rules_after_the_model_rules(run_copy, data_copy):
     import cv2
     from ensemble.submit import submit
 
@@ -681,15 +671,15 @@ def test_submit_tile_rules_after_the_vote(run_copy, data_copy):
     params = {**tuning["params"], "vertical": True, "constant_empty": True}
     write_json(path, {**tuning, "params": params})
     p = make_preds(data_copy, out, "m", fp, folds=[0, 1, 2])
-    rec = submit(data_copy, out, "m")
-    want = slow_vote(p["by_fold"], {**params, "vertical": False, "constant_empty": False})
+    rec = submit(data_copy, out, "m", chunk=2)
+    want = slow_rules(*fold_mean(p["by_fold"]), {**params, "vertical": False, "constant_empty": False})
     pos = {k: n for n, k in enumerate(p["ids"])}
     assert want[pos[c]].any() and (want[pos[a]] != WALL).any()  # the tile rules change these
     want[pos[a]] = want[pos[b]] = WALL
     want[pos[c]] = False
     got, _ = _submitted(out, p["ids"])
     np.testing.assert_array_equal(got, want)
-    assert rec["tile_rules"] == {"vertical_tiles": 2, "constant_images": 1} and rec["combine"] == "vote"
+    assert rec["tile_rules"] == {"vertical_tiles": 2, "constant_images": 1} and rec["combine"] == "mean"
     (out / "mosaic.csv").unlink()
     with pytest.raises(UserError, match=r"mosaic\.csv: not found"):
         submit(data_copy, out, "m")

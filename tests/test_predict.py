@@ -34,3 +34,40 @@ def test_models_predict_what_each_file_predicts_alone(tmp_path):
     a_again, b_alone = predict_outputs(built[3], images, batch_size=4), predict_outputs(
         keras.saving.load_model(b, compile=False), images, batch_size=4)
     assert not np.allclose(a_again["mask"], b_alone["mask"])  # the files differ: the check above can fail
+
+
+def test_npz_written_in_chunks_reads_back_in_chunks(tmp_path):
+    """training.predict.NpzWriter streams an array into an npz that numpy reads whole and ensemble.inputs
+    reads a chunk at a time; a compressed npz of before (np.savez_compressed) reads the same way."""
+    import pytest
+
+    from ensemble.inputs import npy_header, npz_chunks
+    from salt.cli import UserError
+    from salt.io import save_npz
+    from training.predict import NpzWriter
+
+    rng = np.random.default_rng(0)
+    prob = rng.uniform(0, 1, (23, 101, 101)).astype(np.float16)
+    path = tmp_path / "pred.npz"
+    with NpzWriter(path) as w:
+        w.array("ids", np.array([f"id{k}" for k in range(23)]))
+        with w.stream("prob", prob.shape, np.float16) as write:
+            for lo in range(0, 23, 5):
+                write(prob[lo:lo + 5].astype(np.float32))  # cast on the way
+    old = tmp_path / "old.npz"
+    save_npz(old, prob=prob)
+    for p in (path, old):
+        with np.load(p) as z:
+            np.testing.assert_array_equal(z["prob"], prob)
+        assert npy_header(p, "prob") == ((23, 101, 101), np.dtype(np.float16))
+        parts = list(npz_chunks(p, "prob", 7))
+        assert [(lo, hi) for lo, hi, _ in parts] == [(0, 7), (7, 14), (14, 21), (21, 23)]
+        np.testing.assert_array_equal(np.concatenate([c for _, _, c in parts]), prob)
+    with pytest.raises(ValueError, match="3 rows written, expected 4"):
+        with NpzWriter(tmp_path / "short.npz") as w:
+            with w.stream("prob", (4, 2), np.float32) as write:
+                write(np.zeros((3, 2)))
+    assert not (tmp_path / "short.npz").exists() and not list(tmp_path.glob(".tmp-*"))
+    (tmp_path / "cut.npz").write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(UserError, match="cut.npz"):
+        list(npz_chunks(tmp_path / "cut.npz", "prob", 7))
