@@ -2,7 +2,7 @@
 (what `make bench-predict` runs).
 
 Makes N synthetic 101x101 test images with salt.synthetic (``--images``, 18,000 by default: the size of
-the competition's test set) or takes a folder of PNGs (``--test``), a minimal OUT with k fold models of a
+the competition's test set; `test_images`) or takes a folder of PNGs (``--test``), a minimal OUT with k fold models of a
 preset's segmenter and classifier architectures (random weights: speed and memory do not depend on them),
 saved where and as the trainers save them, and a fixed tuning.json; then runs the three steps of
 `make submit` that touch the test set, each as its own process, as `make submit` runs them:
@@ -52,12 +52,11 @@ def spread_logits(model, images, target: float = 2.0):
 
 
 def make_models(out, segmenter_preset: dict | None, classifier_preset: dict | None, folds: int = 5,
-                fingerprint: str = "bench", seed: int = 0, backbone: str = "densenet121",
-                classifier_builder=None) -> dict:
+                fingerprint: str = "bench", seed: int = 0, classifier_builder=None) -> dict:
     """A minimal trained OUT for the predict commands: for each fold, models of the presets' architectures
     with random weights (a new seed each), saved as the trainers save their best checkpoint (an uncompiled
     model, ``.keras``, written atomically) at OUT/segmenter/round{r}/fold{k}/best.keras (every snapshot
-    round) and OUT/classifier/fold{k}/{last stage}/best.keras, beside run.json and metrics.json with
+    round) and OUT/classifier/fold{k}/{last stage}/best.keras (the preset's backbone), beside run.json and metrics.json with
     ``fingerprint``. Each output's logits are spread as a trained model's are (`spread_logits`, on synthetic
     images). ``classifier_builder()`` (a Keras model with an "empty" output) stands in for the
     preset's backbone where given. Returns {"segmenter": [paths], "classifier": [paths]}."""
@@ -92,6 +91,7 @@ def make_models(out, segmenter_preset: dict | None, classifier_preset: dict | No
         write_json(run_dir / "metrics.json", {"fingerprint": fingerprint, "preset": "bench"})
     if classifier_preset is not None:
         run_dir = out / "classifier"
+        backbone = classifier_preset.get("backbone", "densenet121")
         stage = classifier_preset["stages"][-1]["name"]
         for k in range(folds):
             keras.utils.set_random_seed(seed + 1000 + k)
@@ -154,13 +154,48 @@ def machine() -> str:
     return f"{name}, {cores} cores"
 
 
+POOL = 2000  # images drawn by salt.synthetic; the rest are mirrored and shifted copies of them
+
+
 def test_images(out: Path, n: int, seed: int) -> tuple[Path, Path]:
-    """(data folder, its test/images) with n synthetic test images, made once per (n, seed) under out."""
+    """(data folder, its test/images) with n synthetic test images, made once per (n, seed) under out.
+    salt.synthetic draws up to POOL of them (a few milliseconds each); every further image is one of those
+    mirrored and shifted (a new image to the models, at the cost of writing a PNG), under an id of its own.
+    sample_submission.csv lists them all in an order of its own, as Kaggle's does."""
+    import shutil
+
+    import cv2
+    import pandas as pd
+
+    from salt.data import load_images
     from salt.synthetic import make_dataset
 
     data = out / f"data-{n}-{seed}"
-    if not (data / "sample_submission.csv").is_file():
-        make_dataset(data, n_train=10, n_test=n, seed=seed)
+    if (data / "sample_submission.csv").is_file():
+        return data, data / "test" / "images"
+    tmp = out / f".tmp-data-{n}-{seed}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    make_dataset(tmp, n_train=10, n_test=min(n, POOL), seed=seed)
+    folder = tmp / "test" / "images"
+    ids, pool = load_images(folder)
+    rng = np.random.default_rng(seed + 1)
+    taken = set(ids) | set(pd.read_csv(tmp / "train.csv", dtype=str)["id"])
+    for j in range(len(ids), n):
+        img = pool[j % len(pool)]
+        v = j // len(pool)
+        img = np.roll(img[:, ::-1] if v % 2 else img, v // 2, axis=1)
+        if v % 4 >= 2:
+            img = img[::-1]
+        new = f"{rng.integers(16 ** 10):010x}"
+        while new in taken:
+            new = f"{rng.integers(16 ** 10):010x}"
+        taken.add(new)
+        ids.append(new)
+        cv2.imwrite(str(folder / f"{new}.png"), np.ascontiguousarray(img))
+    order = rng.permutation(len(ids))
+    pd.DataFrame({"id": [ids[k] for k in order], "rle_mask": "1 1"}).to_csv(tmp / "sample_submission.csv", index=False)
+    shutil.rmtree(data, ignore_errors=True)
+    tmp.rename(data)
     return data, data / "test" / "images"
 
 

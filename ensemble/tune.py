@@ -58,6 +58,8 @@ WEIGHTS = np.round(np.linspace(0.0, 1.0, 11), 2)             # weight of the cla
 MIN_AREAS = np.array([0, 5, 10, 15, 20, 30, 40, 50, 60, 80, 100, 125, 150, 200, 250, 300])
 EPS = 1e-12  # a mean gain must exceed this (besides its standard error); scores equal within it are ties
 
+JOIN = ("mean: ensemble.submit applies these rules once, to the mean of the fold models' probabilities; they are "
+        "tuned on out-of-fold predictions, the mean of one fold's own models for each image")
 RULES = ("threshold", "classifier", "combined", "min_area", "vertical", "constant")
 SELECTION = ("nested: for each outer fold, the rules are fitted on the other folds and scored on it; a rule is "
              "kept when the mean per-fold gain is > 0 and > its standard error (std of the gains, ddof=1, "
@@ -463,6 +465,7 @@ def tune(data_dir, out_dir) -> dict:
         "n_propagated": None if context.propagated is None else len(context.propagated),
         "n_constant": int(context.constant.sum()),
         "selection": SELECTION,
+        "join": JOIN,
         "grids": {"threshold": THRESHOLDS.tolist(), "empty_threshold": EMPTY_THRESHOLDS.tolist(),
                   "w": WEIGHTS.tolist(), "min_area": MIN_AREAS.tolist()},
         "wall_s": round(time.time() - t0, 3),
