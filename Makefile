@@ -58,11 +58,15 @@ DEMO_FOLDS ?= 3
 ## .venv from requirements.txt and requirements-dev.txt (GPU=1: with the backend's CUDA build)
 install: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-reference.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+ifneq ($(GPU),1)
+	# The PyTorch reference networks of the converter tests (CPU torch; not on a GPU machine, see the file).
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-reference.txt
 	# The reference SE-ResNeXt50 for the converter test; its dependencies (torchvision) are not needed.
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps pretrainedmodels==0.7.4
+endif
 ifeq ($(GPU),1)
 	# The CUDA build of the $(BACKEND) backend.
 	$(PY) -m pip install -q --disable-pip-version-check "$(CUDA_$(BACKEND))"
