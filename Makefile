@@ -6,7 +6,7 @@
 DATA      ?= data/tgs
 ## everything the runs write
 OUT       ?= out
-## smoke, cpu or full; auto is full when the Keras backend sees a GPU, else cpu
+## smoke, cpu, cpu-random, full or full-lite2 (segmenter/presets.py); auto is full when the Keras backend sees a GPU, else cpu
 PRESET    ?= auto
 ## number of folds (>= 2); OUT/folds.csv is made once and shared by both models
 FOLDS     ?= 5
