@@ -51,15 +51,36 @@ def spread_logits(model, images, target: float = 2.0):
     return model
 
 
+def stand_in_segmenter():
+    """A network with the segmenter's outputs (mask and edge logits at 101x101, one salt logit) and next to
+    no computation: what the predict and submit steps cost apart from the network (``--stand-in``)."""
+    import keras
+
+    inp = keras.Input((101, 101, 1))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inp)
+    salt = keras.layers.Dense(1, name="salt")(keras.layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inp, {"mask": keras.layers.Conv2D(1, 1, name="mask")(x), "salt": salt,
+                             "edge": keras.layers.Conv2D(1, 1, name="edge")(x)})
+
+
+def stand_in_classifier():
+    """A network with the classifier's output ("empty") and next to no computation (``--stand-in``)."""
+    import keras
+
+    inp = keras.Input((101, 101, 1))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, strides=2, activation="relu")(inp))
+    return keras.Model(inp, {"empty": keras.layers.Dense(1, name="empty")(x)})
+
+
 def make_models(out, segmenter_preset: dict | None, classifier_preset: dict | None, folds: int = 5,
-                fingerprint: str = "bench", seed: int = 0, classifier_builder=None) -> dict:
+                fingerprint: str = "bench", seed: int = 0, classifier_builder=None, segmenter_builder=None) -> dict:
     """A minimal trained OUT for the predict commands: for each fold, models of the presets' architectures
     with random weights (a new seed each), saved as the trainers save their best checkpoint (an uncompiled
     model, ``.keras``, written atomically) at OUT/segmenter/round{r}/fold{k}/best.keras (every snapshot
     round) and OUT/classifier/fold{k}/{last stage}/best.keras (the preset's backbone), beside run.json and metrics.json with
     ``fingerprint``. Each output's logits are spread as a trained model's are (`spread_logits`, on synthetic
     images). ``classifier_builder()`` (a Keras model with an "empty" output) stands in for the
-    preset's backbone where given. Returns {"segmenter": [paths], "classifier": [paths]}."""
+    preset's backbone where given, ``segmenter_builder()`` (outputs "mask", "salt", "edge") for the U-Net. Returns {"segmenter": [paths], "classifier": [paths]}."""
     import keras
 
     from salt.io import atomic_path, write_json
@@ -84,7 +105,8 @@ def make_models(out, segmenter_preset: dict | None, classifier_preset: dict | No
         for k in range(folds):
             for r in snapshot_rounds(segmenter_preset):
                 keras.utils.set_random_seed(seed + 100 * r + k)
-                model = build_unet(**segmenter_preset["network"], encoder_weights=None)
+                model = segmenter_builder() if segmenter_builder else build_unet(**segmenter_preset["network"],
+                                                                                  encoder_weights=None)
                 save(spread_logits(model, sample), round_dir(run_dir, r, k) / "best.keras")
         write_json(run_dir / "run.json", {"preset": "bench", "config": segmenter_preset, "folds": folds,
                                           "fingerprint": fingerprint})
@@ -213,6 +235,9 @@ def main(argv=None) -> int:
     ap.add_argument("--chunk", type=int, default=None, help="the predict and submit commands' --chunk")
     ap.add_argument("--steps", default="segmenter,classifier,submit")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--stand-in", action="store_true",
+                    help="networks with the models' outputs and next to no computation in place of the preset's: "
+                         "the memory and time of the steps apart from the networks")
     args = ap.parse_args(argv)
     steps = [s for s in args.steps.split(",") if s]
     if not set(steps) <= {"segmenter", "classifier", "submit"} or not steps:
@@ -232,9 +257,11 @@ def main(argv=None) -> int:
         data, images = test_images(out, args.images, args.seed)
         n = args.images
         print(f"{n} synthetic test images in {images} ({time.time() - t0:.0f} s)", flush=True)
-    run = out / f"run-{args.preset}-{args.folds}"
+    run = out / f"run-{'stand-in' if args.stand_in else args.preset}-{args.folds}"
     if not (run / "ensemble" / "tuning.json").is_file():
-        make_models(run, SEG[args.preset], CLF[args.preset], args.folds)
+        builders = {"segmenter_builder": stand_in_segmenter, "classifier_builder": stand_in_classifier} \
+            if args.stand_in else {}
+        make_models(run, SEG[args.preset], CLF[args.preset], args.folds, **builders)
     py = sys.executable
     chunk = ["--chunk", args.chunk] if args.chunk else []
     commands = {
@@ -245,7 +272,8 @@ def main(argv=None) -> int:
         "submit": [py, "-m", "ensemble.submit", "--data", data, "--out", run, "--pred", "bench", "--images", images,
                    *chunk],
     }
-    results = {"machine": machine(), "images": n, "preset": args.preset, "folds": args.folds,
+    results = {"machine": machine(), "images": n, "preset": "stand-in" if args.stand_in else args.preset,
+               "folds": args.folds,
                "batch_size": args.batch_size, "chunk": args.chunk, "steps": {}}
     print(f"{'step':<12} {'images':>7} {'seconds':>8} {'images/s':>9} {'peak RSS':>10}  ({results['machine']})")
     for step in steps:

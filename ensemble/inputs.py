@@ -197,13 +197,37 @@ def mosaic_images(folder, ids) -> tuple[dict, list]:
     return found, missing
 
 
-def submitted_masks(path, ids) -> dict:
-    """The masks a submission CSV (salt.rle's reader) holds for `ids`, {id: bool (101, 101)}; ids it lacks
-    are left out. UserError naming the file if it is missing or malformed."""
-    from salt.rle import read_rle_csv
+def submitted_masks(path, ids, chunk=4096) -> dict:
+    """The masks a submission CSV holds for `ids`, {id: bool (101, 101)}; ids it lacks are left out. The
+    file is read `chunk` rows at a time and only the rows of `ids` are decoded (salt.rle's decoder), so
+    that a test set of any size costs the memory of the masks asked for. UserError naming the file if it
+    is missing or malformed."""
+    from salt.rle import decode
 
-    masks = read_rle_csv(path)
-    return {i: masks[i] for i in ids if i in masks}
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: file not found")
+    want, out, seen = {str(i) for i in ids}, {}, set()
+    try:
+        for df in pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=chunk):
+            missing = {"id", "rle_mask"} - set(df.columns)
+            if missing:
+                raise UserError(f"{path}: missing column(s) {', '.join(sorted(missing))} (need id,rle_mask)")
+            for i, rle in zip(df["id"], df["rle_mask"]):
+                if i in seen:
+                    raise UserError(f"{path}: duplicate id {i}")
+                seen.add(i)
+                if i in want:
+                    try:
+                        out[i] = decode(rle)
+                    except ValueError as e:
+                        raise UserError(f"{path}: id {i}: bad RLE: {e}") from None
+    except UserError:
+        raise
+    except Exception as e:  # pandas raises many kinds
+        raise UserError(f"{path}: unreadable CSV ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") \
+            from None
+    return out
 
 
 # ----------------------------------------------------------------------------------- test predictions

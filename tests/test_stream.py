@@ -129,3 +129,25 @@ def test_a_bad_image_stops_the_prediction_in_one_line(streamed, tmp_path):
     assert "model 1 of" not in r.stdout  # found before any model ran
     assert not (out / "classifier" / "pred-bad.npz").exists()
     assert not [p for p in (out / "classifier").iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_the_report_reads_only_the_submitted_masks_it_draws(streamed, tmp_path):
+    from ensemble.inputs import submitted_masks
+    from salt.cli import UserError
+    from salt.rle import read_rle_csv
+
+    _, out, _ = streamed
+    sub = out / "submission.csv"
+    every = read_rle_csv(sub)
+    some = list(every)[5:9] + ["not-an-id"]
+    got = submitted_masks(sub, some, chunk=7)
+    assert list(got) == some[:4]
+    for i in some[:4]:
+        np.testing.assert_array_equal(got[i], every[i])
+    lines = sub.read_text().splitlines()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("\n".join(lines[:3] + [lines[3].split(",")[0] + ",5 3 1 2"] + lines[4:]) + "\n")
+    bad_id = lines[3].split(",")[0]
+    assert submitted_masks(bad, [lines[1].split(",")[0]])  # the bad row is not read
+    with pytest.raises(UserError, match=rf"bad\.csv: id {bad_id}: bad RLE"):
+        submitted_masks(bad, [bad_id])

@@ -195,15 +195,15 @@ def predict_folder(paths: list[Path], folder, outputs: dict, dest: Path, tta: bo
 
     ``outputs`` maps each array of the file to (the model output it is the mean of, its dtype), e.g.
     {"prob": ("mask", np.float16)}. The file also gets ``ids`` and, last, the arrays of ``extra`` (a dict,
-or a function of the ids that returns one when they are written). Returns
-    {"ids", "n_models", "seconds" (per step: read, predict, write)}.
+    or a function of the ids that returns one when they are written). Returns {"ids", "n_models",
+    "seconds" (per step: read, predict, write)}.
 
     Loop order: the model loop is outside, the chunk loop inside. Each saved model is loaded once
     (``Models``: the weights go into the one model already built, whose traced prediction step serves
     every model of its architecture) and predicts every chunk before the next is loaded, so nothing is
-    reloaded and no set of weights is kept aside, whatever the number of models (15 full-size ones for
-    5 folds x 3 snapshot rounds). What that costs is the running sums on disk: the images are read and
-    checked once, before any model runs (a bad image stops the command in seconds), into a uint8 scratch
+    reloaded and no set of weights is kept aside, whatever the number of models (5 folds x every snapshot
+    round). What that costs is the running sums on disk: the images are read and checked once, before
+    any model runs (a bad image stops the command before the first model is loaded), into a uint8 scratch
     file, and each pixel output's float32 sum is a scratch file that every model reads and writes back
     one chunk at a time; one value per image stays in memory. The chunk loop outside would have had to
     reload every model for every chunk, or keep every model's weights in memory at once."""
