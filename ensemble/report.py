@@ -702,10 +702,16 @@ def segmenter_only_text(tuning, has_nested) -> list[str]:
     sf, final = so["final"], tuning_final(tuning)
     score = (f"nested {num(nested(sf).get('overall'))} (in-sample {num(sf.get('overall'))})" if nested(sf)
              else f"out-of-fold {num(sf.get('overall'))}")
+    same = p_so == tuning_params(tuning)
     text = f"<p>Rules for a submission without the classifier: {e(describe(p_so))}, {score}"
-    if p_so == tuning_params(tuning):
-        return [text + ": the same rules as chosen.</p>"]
     g = paired_gain(nested(sf).get("folds"), nested(final).get("folds")) if has_nested else None
+    if same:
+        text += ": the same rules as chosen, fitted on all folds"
+        if g is None or abs(g[0]) <= EPS:
+            return [text + ".</p>"]
+        text += (f". Their nested score differs from the chosen rules' {num(nested(final).get('overall'))} all the "
+                 "same: nested, each fold's rules are fitted on the other folds, and without the classifier those "
+                 "fits choose among fewer rules")
     if g is None:
         return [text + ".</p>"]
     m, se = g
@@ -713,9 +719,9 @@ def segmenter_only_text(tuning, has_nested) -> list[str]:
         why = ("within noise" if m <= se else "above its noise, yet not chosen: the tuning adds rules to the "
                "chosen set one at a time, each on its own gain, and never weighs whole sets against each other; "
                "these rules are worth trying")
-        return [text + f". It scores higher nested than the chosen rules, {m:+.4f} &plusmn; {se:.4f} per fold: "
+        return [text + f". Nested, they score higher than the chosen rules, {m:+.4f} &plusmn; {se:.4f} per fold: "
                        f"{why}.</p>"]
-    return [text + f"; against the chosen rules {m:+.4f} &plusmn; {se:.4f} per fold, nested.</p>"]
+    return [text + f"; nested, against the chosen rules, {m:+.4f} &plusmn; {se:.4f} per fold.</p>"]
 
 
 def roc_section(d, sc: Scores) -> tuple:

@@ -924,8 +924,15 @@ def test_an_alternative_that_scores_higher_says_why_it_was_not_chosen():
             "+0.0015 ± 0.0040") in text
     assert "+ classifier zeroing scores higher" not in text  # it scores lower
     assert ("Rules for a submission without the classifier: threshold 0.8, zero if P(empty) > 0.425 (w_classifier=0), "
-            "min area 0, nested 0.4915 (in-sample 0.5000). It scores higher nested than the chosen rules, "
+            "min area 0, nested 0.4915 (in-sample 0.5000). Nested, they score higher than the chosen rules, "
             "+0.0015 ± 0.0028 per fold: within noise.") in text
+    # the same rules fitted on all folds, but a different nested score: said, and why
+    t = _tuning()
+    t["params_segmenter_only"] = t["params"]
+    text = plain(tuning_section(t)[2])
+    assert ("nested 0.4915 (in-sample 0.5000): the same rules as chosen, fitted on all folds. Their nested score "
+            "differs from the chosen rules' 0.4900 all the same") in text
+    assert "+0.0015 ± 0.0028 per fold: within noise." in text
     rows = Page(tuning_section(_tuning())[2]).table("Ensemble tuning")
     assert row(rows, "+ minimum area")[K + 4] == "no (within noise)"
     assert row(rows, "+ classifier zeroing")[K + 4] == "no (no gain)"
