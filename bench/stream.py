@@ -2,13 +2,16 @@
 (what `make bench-predict` runs).
 
 Makes N synthetic 101x101 test images with salt.synthetic (``--images``, 18,000 by default: the size of
-the competition's test set; `test_images`) or takes a folder of PNGs (``--test``), a minimal OUT with k fold models of a
-preset's segmenter and classifier architectures (random weights: speed and memory do not depend on them),
-saved where and as the trainers save them, and a fixed tuning.json; then runs the three steps of
-`make submit` that touch the test set, each as its own process, as `make submit` runs them:
+the competition's test set; `test_images`) or takes a folder of PNGs (``--test``), a minimal OUT with k
+fold models of a preset's segmenter and classifier architectures (random weights: speed and memory do
+not depend on them), saved where and as the trainers save them, and a fixed tuning.json; then runs the
+three steps of `make submit` that touch the test set, each as its own process, as `make submit` runs them:
 ``segmenter.predict``, ``classifier.predict`` and ``ensemble.submit``. For each step it prints the
 seconds, the images per second and the peak resident memory of the process (its VmHWM: ru_maxrss of
-``os.wait4`` on it, forked from a small launcher so that it does not inherit this process's peak), and writes them to OUT/bench-predict/stream.json.
+``os.wait4`` on it, forked from a small launcher so that it does not inherit this process's peak), and
+writes them to OUT/bench-predict/stream.json. ``--stand-in`` puts networks with the models' outputs and
+next to no computation in place of the preset's: the memory and time of the steps apart from the networks.
+docs/predict-bench.md has the figures.
 """
 from __future__ import annotations
 
@@ -73,14 +76,17 @@ def stand_in_classifier():
 
 
 def make_models(out, segmenter_preset: dict | None, classifier_preset: dict | None, folds: int = 5,
-                fingerprint: str = "bench", seed: int = 0, classifier_builder=None, segmenter_builder=None) -> dict:
+                fingerprint: str = "bench", seed: int = 0, classifier_builder=None,
+                segmenter_builder=None) -> dict:
     """A minimal trained OUT for the predict commands: for each fold, models of the presets' architectures
     with random weights (a new seed each), saved as the trainers save their best checkpoint (an uncompiled
     model, ``.keras``, written atomically) at OUT/segmenter/round{r}/fold{k}/best.keras (every snapshot
-    round) and OUT/classifier/fold{k}/{last stage}/best.keras (the preset's backbone), beside run.json and metrics.json with
-    ``fingerprint``. Each output's logits are spread as a trained model's are (`spread_logits`, on synthetic
-    images). ``classifier_builder()`` (a Keras model with an "empty" output) stands in for the
-    preset's backbone where given, ``segmenter_builder()`` (outputs "mask", "salt", "edge") for the U-Net. Returns {"segmenter": [paths], "classifier": [paths]}."""
+    round) and OUT/classifier/fold{k}/{last stage}/best.keras (the preset's backbone), beside run.json and
+    metrics.json with ``fingerprint``. Each output's logits are spread as a trained model's are
+    (`spread_logits`, on synthetic images). ``classifier_builder()`` (a Keras model with an "empty"
+    output) stands in for the preset's backbone where given, ``segmenter_builder()`` (outputs "mask",
+    "salt", "edge") for the U-Net.
+    Returns {"segmenter": [paths], "classifier": [paths]}."""
     import keras
 
     from salt.io import atomic_path, write_json

@@ -12,9 +12,10 @@ The fold models are joined by their mean: each prediction file holds the mean of
 probabilities (pixel P(salt), image-head P(salt), P(empty)), and the tuned rules are applied once, to
 that mean: probabilities are averaged before anything is decided, in place of the pixel majority vote
 of the rules applied to each fold's own prediction that this module took before (issue 33 compares the
-two on labelled images no model saw). Per-fold arrays in a file from before are not read. The tile rules (vertical masks down the mosaic,
-OUT/mosaic.csv; constant images empty) do not depend on the models and apply after the model rules, with
-every training tile labelled; they read the test images (--images) and, for the mosaic, the training masks.
+two on labelled images no model saw). Per-fold arrays in a file from before are not read. The tile
+rules (vertical masks down the mosaic, OUT/mosaic.csv; constant images empty) do not depend on the
+models and apply after the model rules, with every training tile labelled; they read the test images
+(--images) and, for the mosaic, the training masks.
 
 The pixel probabilities are read, the rules applied and the rows encoded ``--chunk`` images at a time, so
 the memory does not grow with the number of images beyond the rows of the CSV. Writes OUT/submission.csv
