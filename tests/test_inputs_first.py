@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 import cv2
 import numpy as np
@@ -48,14 +47,11 @@ def nothing_trained(out):
 def test_a_bad_test_image_stops_make_before_any_training(data_copy, tmp_path, target):
     bad = bad_test_image(data_copy)
     out = tmp_path / "out"
-    t0 = time.monotonic()
     proc = make(target, data_copy, out)
-    took = time.monotonic() - t0
     assert proc.returncode == 2, proc.stdout + proc.stderr
     lines = error_lines(proc)
     assert len(lines) == 1 and str(bad) in lines[0] and "101x101" in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
-    assert took < 60, f"{took:.1f} s"  # seconds (the check is all that ran), not a training run
     assert nothing_trained(out)
     assert "salt.check" in proc.stdout and "segmenter.train" not in proc.stdout
 
