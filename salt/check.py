@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 
 from salt.cli import run_cli
-from salt.data import DataError, _need_dir, _read_id_csv, load_images, load_train
+from salt.data import DataError, _need_dir, check_sample_submission, load_images, load_train
 
 
 def _same(a: Path, b: Path) -> bool:
@@ -44,14 +44,7 @@ def check_inputs(data_dir, test_dir=None, cache_dir=None) -> dict:
     elif not sample_path.exists():
         sample = "absent"
     else:
-        df = _read_id_csv(sample_path, ["id", "rle_mask"])
-        have, want = set(df["id"]), set(test_ids)
-        extra = sorted(have - want)
-        if extra:
-            raise DataError(f"{sample_path}: id {extra[0]} has no test image ({len(extra)} such ids)")
-        missing = sorted(want - have)
-        if missing:
-            raise DataError(f"{sample_path}: test image id {missing[0]} is missing ({len(missing)} missing)")
+        check_sample_submission(sample_path, test_ids)
         sample = "matches"
     empty = int((~train.masks.reshape(len(train), -1).any(axis=1)).sum())
     return {"train": len(train), "test": len(test_ids), "empty_masks": empty, "sample": sample}

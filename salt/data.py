@@ -289,6 +289,18 @@ def _read_depths(path: Path, ids) -> np.ndarray:
     return np.array([by_id[i] for i in ids], dtype=np.float32)
 
 
+def check_sample_submission(path: Path, test_ids) -> None:
+    """Raises DataError naming ``path`` when its ids are not exactly the test images' ids."""
+    df = _read_id_csv(path, ["id", "rle_mask"])
+    have, want = set(df["id"]), set(test_ids)
+    extra = sorted(have - want)
+    if extra:
+        raise DataError(f"{path}: id {extra[0]} has no test image ({len(extra)} such ids)")
+    missing = sorted(want - have)
+    if missing:
+        raise DataError(f"{path}: test image id {missing[0]} is missing ({len(missing)} missing)")
+
+
 def check_dataset(data_dir) -> dict:
     """Run every check on DATA (train set, test images, sample_submission.csv if present).
 
@@ -302,13 +314,6 @@ def check_dataset(data_dir) -> dict:
         raise DataError(f"{data_dir / 'test' / 'images' / (overlap[0] + '.png')}: id {overlap[0]} is also a train id")
     sample = data_dir / "sample_submission.csv"
     if sample.exists():
-        df = _read_id_csv(sample, ["id", "rle_mask"])
-        have, want = set(df["id"]), set(test_ids)
-        extra = sorted(have - want)
-        if extra:
-            raise DataError(f"{sample}: id {extra[0]} has no test image ({len(extra)} such ids)")
-        missing = sorted(want - have)
-        if missing:
-            raise DataError(f"{sample}: test image id {missing[0]} is missing ({len(missing)} missing)")
+        check_sample_submission(sample, test_ids)
     empty = int(np.count_nonzero(~train.masks.reshape(len(train), -1).any(axis=1)))
     return {"train": len(train), "test": len(test_ids), "empty_masks": empty}
