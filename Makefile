@@ -12,7 +12,7 @@ PRESET    ?= auto
 FOLDS     ?= 5
 ## any folder of 101x101 PNGs to submit for
 TEST      ?= $(DATA)/test/images
-## the classifier's backbone (empty: the preset's): densenet121, inceptionresnetv2, efficientnet_lite0/1/2
+## the classifier's backbone (empty: the preset's): densenet121, inceptionresnetv2, efficientnet_lite0/1/2, seresnext50
 BACKBONE  ?=
 ## coverage: folds stratified by salt coverage; mosaic: also each mosaic of neighbouring tiles in one fold
 FOLDS_BY  ?= coverage

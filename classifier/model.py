@@ -71,9 +71,9 @@ BACKBONES = {
 }
 
 # the registry's encoders that have ImageNet weights (segmenter.encoders): a pooling head on their last
-# feature map; the weights come from the registry's loader (installed packages, no download)
+# feature map; the weights come from the registry's loader
 ENCODER_BACKBONES = {name: dict(preprocess=enc.normalize, default_input_size=128, min_input_size=32)
-                     for name, enc in encoders.ENCODERS.items() if enc.pretrained and name.startswith("efficientnet")}
+                     for name, enc in encoders.ENCODERS.items() if enc.pretrained}
 BACKBONE_NAMES = [*BACKBONES, *ENCODER_BACKBONES]
 
 BACKBONE_LAYER = "backbone"

@@ -235,8 +235,7 @@ def main(argv=None) -> int:
     encoder = encoders.get(run.preset["network"]["encoder"])
     find = encoder.find_imagenet if encoder.pretrained else (lambda: weights.warn_random(
         run.preset["network"]["encoder"], "none exist for this encoder", "Use --encoder-weights none."))
-    encoder_path, init = weights.resolve(run.preset["encoder_weights"], find,
-                                         encoder.init_label if encoder.pretrained else "imagenet")
+    encoder_path, init = weights.resolve(run.preset["encoder_weights"], find, encoder.init_label)
     run.open(encoder_init=init, folds=run.k)
     run.pace = Pace(epochs_left((round_dir(run.dir, r, fold), rnd["epochs"]) for fold in run.fold_list
                                 if not kfold.oof_path(run.dir, fold).exists()

