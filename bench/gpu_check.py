@@ -20,7 +20,8 @@ from bench import hardware, subjects, timing
 from bench.flops import forward_flops
 from salt.cli import UserError, run_cli
 from salt.io import atomic_path, write_json
-from training import devices
+from salt.layout import Out, Stage
+from training import devices, kfold
 
 
 def main(argv=None) -> int:
@@ -42,13 +43,14 @@ def main(argv=None) -> int:
                   "--only-fold", "0", "--epochs-scale", str(args.epochs_scale), "--verbose", "2"]
     train.main(train_args)
     wall = time.perf_counter() - start
-    run = json.loads((args.out / "segmenter" / "run.json").read_text())
+    out = Out(args.out)
+    run = json.loads(out.segmenter.run_json.read_text())
     preset = run["config"]
-    logs = [pd.read_csv(f) for f in sorted((args.out / "segmenter").glob("round*/fold0/log.csv"))]
+    logs = [pd.read_csv(Stage(d).log) for d in out.segmenter.round_dirs_found(0) if Stage(d).log.is_file()]
     epochs = pd.concat(logs, ignore_index=True)
     steady = np.concatenate([log["epoch_s"].to_numpy()[1:] for log in logs if len(log) > 1]) \
         if any(len(log) > 1 for log in logs) else epochs["epoch_s"].to_numpy()
-    n_train = int((pd.read_csv(args.out / "folds.csv")["fold"] != 0).sum())
+    n_train = int((pd.read_csv(out.folds_csv)["fold"] != 0).sum())
     images_per_epoch = n_train // preset["batch_size"] * preset["batch_size"]
     epoch_s = float(np.median(steady))
 
@@ -58,12 +60,12 @@ def main(argv=None) -> int:
     fit = timing.fit_vs_step(s, steps, max(s.batch, steps * s.batch // 4))
     dtype = "bfloat16" if gpu else "float32"
     rate = hardware.matmul_rate(dtype, 8192 if gpu else 1024, 50 if gpu else 3) / 1e12
-    with np.load(args.out / "segmenter" / "oof" / "fold0.npz") as f:
-        index, prob = f["index"], f["prob"].astype(np.float32)
+    index, arrays = kfold.load_fold(out.segmenter.dir, 0)
+    prob = arrays["prob"].astype(np.float32)
     from salt.data import load_train
     from salt.metric import competition_score
 
-    masks = load_train(args.data, cache_dir=args.out / "cache").masks[index]
+    masks = load_train(args.data, cache_dir=out.cache).masks[index]
     score = max(competition_score(masks, prob > t) for t in train.THRESHOLDS)
     train_tflops = 3 * flops * images_per_epoch / epoch_s / 1e12
     rows = [("device", hardware.describe()["name"]),

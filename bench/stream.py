@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from salt.cli import UserError, run_cli
+from salt.layout import Data, Out, Stage
 
 REPO = Path(__file__).resolve().parents[1]
 TUNED = {"threshold": 0.5, "empty_rule": {"w": 0.5, "threshold": 0.6}, "min_area": 10, "vertical": False,
@@ -103,22 +104,24 @@ def make_models(out, segmenter_preset: dict | None, classifier_preset: dict | No
             model.save(tmp)
         saved[path.parts[len(out.parts)]].append(path)
 
+    lay = Out(out)
+
     if segmenter_preset is not None:
-        from segmenter.predict import round_dir, snapshot_rounds
+        from segmenter.rounds import snapshot_rounds
         from segmenter.unet import build_unet
 
-        run_dir = out / "segmenter"
+        run_dir = lay.segmenter
         for k in range(folds):
             for r in snapshot_rounds(segmenter_preset):
                 keras.utils.set_random_seed(seed + 100 * r + k)
                 model = segmenter_builder() if segmenter_builder else build_unet(**segmenter_preset["network"],
                                                                                   encoder_weights=None)
-                save(spread_logits(model, sample), round_dir(run_dir, r, k) / "best.keras")
-        write_json(run_dir / "run.json", {"preset": "bench", "config": segmenter_preset, "folds": folds,
+                save(spread_logits(model, sample), Stage(run_dir.round_dir(r, k)).best)
+        write_json(run_dir.run_json, {"preset": "bench", "config": segmenter_preset, "folds": folds,
                                           "fingerprint": fingerprint})
-        write_json(run_dir / "metrics.json", {"fingerprint": fingerprint, "preset": "bench"})
+        write_json(run_dir.metrics_json, {"fingerprint": fingerprint, "preset": "bench"})
     if classifier_preset is not None:
-        run_dir = out / "classifier"
+        run_dir = lay.classifier
         backbone = classifier_preset.get("backbone", "densenet121")
         stage = classifier_preset["stages"][-1]["name"]
         for k in range(folds):
@@ -130,13 +133,13 @@ def make_models(out, segmenter_preset: dict | None, classifier_preset: dict | No
 
                 model, _ = build_classifier(backbone, classifier_preset["input_size"], "none",
                                             classifier_preset["dropout"])
-            save(spread_logits(model, sample), run_dir / f"fold{k}" / stage / "best.keras")
-        write_json(run_dir / "run.json", {"preset": "bench", "config": classifier_preset, "folds": folds,
+            save(spread_logits(model, sample), Stage(run_dir.stage_dir(k, stage)).best)
+        write_json(run_dir.run_json, {"preset": "bench", "config": classifier_preset, "folds": folds,
                                           "fingerprint": fingerprint, "backbone": backbone})
-        write_json(run_dir / "metrics.json", {"fingerprint": fingerprint, "preset": "bench"})
+        write_json(run_dir.metrics_json, {"fingerprint": fingerprint, "preset": "bench"})
     tuning = {"fingerprint": fingerprint, "classifier": classifier_preset is not None, "params": TUNED,
               "params_segmenter_only": {**TUNED, "empty_rule": {"w": 0.0, "threshold": 0.6}}}
-    write_json(out / "ensemble" / "tuning.json", tuning)
+    write_json(lay.tuning_json, tuning)
     return saved
 
 
@@ -199,15 +202,15 @@ def test_images(out: Path, n: int, seed: int) -> tuple[Path, Path]:
     from salt.synthetic import make_dataset
 
     data = out / f"data-{n}-{seed}"
-    if (data / "sample_submission.csv").is_file():
-        return data, data / "test" / "images"
+    if Data(data).sample_submission.is_file():
+        return data, Data(data).test_images
     tmp = out / f".tmp-data-{n}-{seed}"
     shutil.rmtree(tmp, ignore_errors=True)
     make_dataset(tmp, n_train=10, n_test=min(n, POOL), seed=seed)
-    folder = tmp / "test" / "images"
+    folder = Data(tmp).test_images
     ids, pool = load_images(folder)
     rng = np.random.default_rng(seed + 1)
-    taken = set(ids) | set(pd.read_csv(tmp / "train.csv", dtype=str)["id"])
+    taken = set(ids) | set(pd.read_csv(Data(tmp).train_csv, dtype=str)["id"])
     for j in range(len(ids), n):
         img = pool[j % len(pool)]
         v = j // len(pool)
@@ -221,10 +224,10 @@ def test_images(out: Path, n: int, seed: int) -> tuple[Path, Path]:
         ids.append(new)
         cv2.imwrite(str(folder / f"{new}.png"), np.ascontiguousarray(img))
     order = rng.permutation(len(ids))
-    pd.DataFrame({"id": [ids[k] for k in order], "rle_mask": "1 1"}).to_csv(tmp / "sample_submission.csv", index=False)
+    pd.DataFrame({"id": [ids[k] for k in order], "rle_mask": "1 1"}).to_csv(Data(tmp).sample_submission, index=False)
     shutil.rmtree(data, ignore_errors=True)
     tmp.rename(data)
-    return data, data / "test" / "images"
+    return data, Data(data).test_images
 
 
 def main(argv=None) -> int:
@@ -264,7 +267,7 @@ def main(argv=None) -> int:
         n = args.images
         print(f"{n} synthetic test images in {images} ({time.time() - t0:.0f} s)", flush=True)
     run = out / f"run-{'stand-in' if args.stand_in else args.preset}-{args.folds}"
-    if not (run / "ensemble" / "tuning.json").is_file():
+    if not Out(run).tuning_json.is_file():
         builders = {"segmenter_builder": stand_in_segmenter, "classifier_builder": stand_in_classifier} \
             if args.stand_in else {}
         make_models(run, SEG[args.preset], CLF[args.preset], args.folds, **builders)

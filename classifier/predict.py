@@ -13,16 +13,18 @@ import numpy as np
 
 import classifier.model  # noqa: F401  (registers the custom layers that the checkpoints use)
 from salt.cli import UserError, run_cli
+from salt.layout import ModelRun, Stage
 from training.predict import predict_command
 
 
 def fold_models(run_dir: Path) -> dict[int, list[Path]]:
     """{fold: [the best checkpoint of its last stage]}."""
-    if not (run_dir / "metrics.json").exists():
-        raise UserError(f"{run_dir / 'metrics.json'}: no trained classifier here; run `make train-classifier` first")
-    run = json.loads((run_dir / "run.json").read_text())
+    files = ModelRun(run_dir)
+    if not files.metrics_json.exists():
+        raise UserError(f"{files.metrics_json}: no trained classifier here; run `make train-classifier` first")
+    run = json.loads(files.run_json.read_text())
     stage = run["config"]["stages"][-1]["name"]
-    paths = {k: [run_dir / f"fold{k}" / stage / "best.keras"] for k in range(run["folds"])}
+    paths = {k: [Stage(files.stage_dir(k, stage)).best] for k in range(run["folds"])}
     missing = [p[0] for p in paths.values() if not p[0].exists()]
     if missing:
         raise UserError(f"{missing[0]}: checkpoint missing; run `make train-classifier` first")

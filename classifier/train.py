@@ -5,8 +5,8 @@ folds as the segmenter (OUT/folds.csv): per fold the head alone with the encoder
 network at a lower learning rate, each stage keeping its best checkpoint by validation log-loss.
 Finished stages are skipped and a killed run resumes where it was (``training.stage``).
 
-Writes OUT/classifier/fold{k}/{head,finetune}/{best.keras, log.csv, done.json}, the out-of-fold
-P(empty) OUT/classifier/oof.csv (id, fold, p_empty) and OUT/classifier/metrics.json.
+Writes (salt.layout) a stage folder per fold and stage (head, finetune), the out-of-fold P(empty) in the
+format of salt.oof (``p_empty``) and the scores (metrics.json).
 """
 from __future__ import annotations
 
@@ -16,13 +16,12 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import pandas as pd
 from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
 from classifier.model import BACKBONE_LAYER, BACKBONE_NAMES, build_classifier, resolve_encoder_weights
 from classifier.presets import PRESETS
 from salt.cli import UserError, run_cli, settings_table
-from salt.io import write_csv
+from salt.layout import Stage
 from training import devices, kfold, reuse, runs, schedule, stage
 from training.batches import AugmentedBatches
 from training.pace import Pace, epochs_left
@@ -79,7 +78,7 @@ def fit_parts(preset: dict, epochs: int, lr: float, images, masks, val_images, v
 
 def stage_folder(run: runs.Run, fold: int, st: dict) -> Path:
     """A fold's stage folder: best.keras, log.csv, the resume state."""
-    return run.dir / f"fold{fold}" / st["name"]
+    return run.paths.stage_dir(fold, st["name"])
 
 
 def train_fold(run: runs.Run, fold: int, backbone: str, weights: str | None) -> None:
@@ -104,7 +103,7 @@ def train_fold(run: runs.Run, fold: int, backbone: str, weights: str | None) -> 
         devices.new_session(100 * s + fold, run.precision, preset["batch_size"], clear=reuse.kept(key) is None)
         fresh, _ = build_classifier(backbone, preset["input_size"], weights or "none", preset["dropout"])
         if prev is not None:
-            stage.copy_weights(prev / "best.keras", fresh)
+            stage.copy_weights(Stage(prev).best, fresh)
         fresh.get_layer(BACKBONE_LAYER).trainable = not st["frozen"]
         model = reuse.compiled(key, fresh, lambda m: compile_model(m, lr), lr)
         data, callbacks = fit_parts(preset, st["epochs"], lr, images[tr], masks[tr], images[va], masks[va],
@@ -113,16 +112,16 @@ def train_fold(run: runs.Run, fold: int, backbone: str, weights: str | None) -> 
                                 verbose=run.verbose, save_every_s=run.save_every_s, pace=run.pace)
         stage.mark_done(stage_dir, {"best_val_loss": state["best"], "best_epoch": state["best_epoch"] + 1})
         prev = stage_dir
-    model = reuse.loaded(model_key(run, backbone, preset["stages"][-1]["frozen"]), prev / "best.keras")
+    model = reuse.loaded(model_key(run, backbone, preset["stages"][-1]["frozen"]), Stage(prev).best)
     p_empty = predict_outputs(model, images[va], tta=True, batch_size=2 * preset["batch_size"])["empty"]
     kfold.save_fold(run.dir, fold, va, p_empty=p_empty)
 
 
 def collect_oof(run: runs.Run) -> dict:
-    """Joins the folds' out-of-fold P(empty) into oof.csv and scores them."""
+    """Joins the folds' out-of-fold P(empty) into the run's out-of-fold file and scores them."""
     p_empty = kfold.join_folds(run.dir, run.k, len(run.train.ids))["p_empty"]
     fold_of = run.folds["fold"].to_numpy()
-    write_csv(run.dir / "oof.csv", pd.DataFrame({"id": run.train.ids, "fold": fold_of, "p_empty": p_empty}))
+    kfold.save_joined(run, p_empty=p_empty)
     truth = is_empty(run.train.masks)
     per_fold = [{"fold": f, **scores(truth[fold_of == f], p_empty[fold_of == f])} for f in range(run.k)]
     return {"folds": per_fold, "overall": scores(truth, p_empty)}
@@ -149,7 +148,7 @@ def main(argv=None) -> int:
     metrics = run.write_metrics({**collect_oof(run), "backbone": args.backbone}, init)
     o = metrics["overall"]
     print(f"classifier: out-of-fold AUC {o['auc']:.4f}, accuracy {o['accuracy']:.4f}, log-loss "
-          f"{o['logloss']:.4f} (encoder init: {init}) -> {run.dir / 'metrics.json'}")
+          f"{o['logloss']:.4f} (encoder init: {init}) -> {run.paths.metrics_json}")
     return 0
 
 

@@ -15,10 +15,15 @@ import pandas as pd
 
 from salt.cli import UserError
 from salt.folds import run_fingerprint
+from salt.layout import Out
+from salt.oof import read_oof
 
 # Where each input comes from (shown in error messages).
 HINT_SEGMENTER = "make train-segmenter"
 HINT_CLASSIFIER = "make train-classifier"
+# A run from before both models wrote one out-of-fold format has its classifier's in another file; the
+# trainer, re-run, skips every finished fold and joins their files into this one.
+HINT_CLASSIFIER_OOF = f"{HINT_CLASSIFIER} (with every fold trained, it only joins their out-of-fold files)"
 HINT_TUNE = "make submit (python -m ensemble.tune)"
 HINT_PREDICT = {"segmenter": "make submit (python -m segmenter.predict --name NAME)",
                 "classifier": "make submit (python -m classifier.predict --name NAME)"}
@@ -82,12 +87,12 @@ def expected_fingerprint(data_dir, out_dir, train=None) -> str:
     """Fingerprint of the current data + folds (salt.folds.run_fingerprint), as the models record it."""
     from salt.data import load_train
 
-    out = Path(out_dir)
-    folds_csv = out / "folds.csv"
+    out = Out(out_dir)
+    folds_csv = out.folds_csv
     if not folds_csv.is_file():
         raise UserError(f"{folds_csv}: not found; run {HINT_SEGMENTER} (training writes the folds)")
     if train is None:
-        train = load_train(data_dir, cache_dir=out / "cache")
+        train = load_train(data_dir, cache_dir=out.cache)
     return run_fingerprint(train, folds_csv)
 
 
@@ -121,22 +126,22 @@ def load_oof(data_dir, out_dir) -> dict:
     {ids, fold, truth, images, prob, p_salt, p_empty|None, seg_metrics, clf_metrics|None, fingerprint}."""
     from salt.data import load_train
 
-    out = Path(out_dir)
-    seg_mpath, clf_mpath = out / "segmenter" / "metrics.json", out / "classifier" / "metrics.json"
-    clf_oof_path = out / "classifier" / "oof.csv"
+    out = Out(out_dir)
+    seg_mpath, clf_mpath = out.segmenter.metrics_json, out.classifier.metrics_json
+    clf_oof_path = out.classifier.oof
     seg_metrics = read_json(seg_mpath, HINT_SEGMENTER)
     has_clf = clf_mpath.is_file() or clf_oof_path.is_file()
     clf_metrics = read_json(clf_mpath, HINT_CLASSIFIER) if has_clf else None
 
-    train = load_train(data_dir, cache_dir=out / "cache")
-    expected = expected_fingerprint(data_dir, out, train)
+    train = load_train(data_dir, cache_dir=out.cache)
+    expected = expected_fingerprint(data_dir, out.root, train)
     check_fingerprint(seg_mpath, seg_metrics, expected)
     if clf_metrics is not None:
         check_fingerprint(clf_mpath, clf_metrics, expected)
 
-    seg_path = out / "segmenter" / "oof.npz"
-    z = load_npz(seg_path, ["ids", "fold", "prob", "p_salt"], HINT_SEGMENTER)
-    ids = [str(i) for i in z["ids"]]
+    seg_path = out.segmenter.oof
+    z = read_oof(seg_path, ["prob", "p_salt"], HINT_SEGMENTER)
+    ids = z["ids"]
     n = len(ids)
     if z["prob"].shape != (n,) + train.images.shape[1:] or z["p_salt"].shape != (n,) or z["fold"].shape != (n,):
         raise UserError(f"{seg_path}: inconsistent shapes (ids {n}, prob {z['prob'].shape}, "
@@ -148,25 +153,20 @@ def load_oof(data_dir, out_dir) -> dict:
 
     p_empty = None
     if clf_metrics is not None:
-        if not clf_oof_path.is_file():
-            raise UserError(f"{clf_oof_path}: not found; run {HINT_CLASSIFIER}")
-        try:
-            df = pd.read_csv(clf_oof_path, dtype={"id": str})
-        except Exception as e:
-            raise UserError(f"{clf_oof_path}: unreadable CSV ({type(e).__name__})") from None
-        if not {"id", "p_empty"} <= set(df.columns):
-            raise UserError(f"{clf_oof_path}: need columns id, p_empty (have {', '.join(df.columns)})")
-        p_empty = df["p_empty"].to_numpy(dtype=np.float64)[align(clf_oof_path, list(df["id"]), ids)]
+        c = read_oof(clf_oof_path, ["p_empty"], HINT_CLASSIFIER_OOF)
+        if c["p_empty"].ndim != 1:
+            raise UserError(f"{clf_oof_path}: p_empty must be one value per image (has shape {c['p_empty'].shape})")
+        p_empty = c["p_empty"].astype(np.float64)[align(clf_oof_path, c["ids"], ids)]
         if not np.all(np.isfinite(p_empty)):
             raise UserError(f"{clf_oof_path}: p_empty has non-finite values")
-    return {"ids": ids, "fold": z["fold"].astype(np.int64), "truth": train.masks[t_idx],
+    return {"ids": ids, "fold": z["fold"], "truth": train.masks[t_idx],
             "images": train.images[t_idx], "prob": z["prob"], "p_salt": z["p_salt"].astype(np.float64),
             "p_empty": p_empty, "seg_metrics": seg_metrics, "clf_metrics": clf_metrics, "fingerprint": expected}
 
 
 # ---------------------------------------------------------------------------------------------- mosaic
 def mosaic_path(out_dir) -> Path:
-    return Path(out_dir) / "mosaic.csv"
+    return Out(out_dir).mosaic_csv
 
 
 def load_mosaic(out_dir, required=False):

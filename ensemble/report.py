@@ -26,6 +26,7 @@ from ensemble.inputs import (HINT_MOSAIC, HINT_TUNE, load_mosaic, load_oof, mosa
                              submitted_masks)
 from ensemble.tune import EPS, apply_rules, describe, oof_context, step_name
 from salt.cli import UserError, run_cli
+from salt.layout import MODELS, Data, Out
 from salt.mosaic import mosaic_canvas
 
 N_WORST = 4        # worst images shown per coverage class
@@ -418,7 +419,7 @@ def mosaics_section(data_dir, out: Path, mosaic, d, tuning) -> tuple:
     placed = mosaic[mosaic["mosaic"].isin(sizes.index)]
     train_pos = {i: k for k, i in enumerate(d["ids"])}
     is_train = placed["id"].isin(train_pos)
-    test_dir = Path(data_dir) / "test" / "images"
+    test_dir = Data(data_dir).test_images
     n_test = len(list(test_dir.glob("*.png"))) if test_dir.is_dir() else None
     order = sorted(sizes.index, key=lambda m: (-int(sizes[m]), int(m)))
     big = placed[placed["mosaic"] == order[0]]
@@ -440,7 +441,7 @@ def mosaics_section(data_dir, out: Path, mosaic, d, tuning) -> tuple:
     truth = {i: d["truth"][train_pos[i]] for i in images}
     found, no_image = mosaic_images(test_dir, test_ids)
     images.update(found)
-    sub = out / "submission.csv"
+    sub = Out(out).submission_csv
     pred, problems = {}, []
     if not sub.is_file():
         problems.append(f"no <code>{e(sub)}</code> yet: the test tiles are drawn without masks")
@@ -498,7 +499,7 @@ def training_section(out: Path, models) -> tuple:
         stages = training_logs.load_stages(out, model)
         body.append(f"<h3>{model.capitalize()}</h3>")
         if not stages:
-            body.append(note(f"no training stages found under <code>{e(out / model)}</code>"))
+            body.append(note(f"no training stages found under <code>{e(Out(out).model(model).dir)}</code>"))
             continue
         logged = [st for st in stages if st.log is not None]
         untimed = [st for st in logged if st.seconds() is None]
@@ -811,14 +812,15 @@ def report(data_dir, out_dir) -> Path:
     from salt.io import atomic_path
 
     out = Path(out_dir)
-    tuning = read_json(out / "ensemble" / "tuning.json", HINT_TUNE)
-    sub_path = out / "ensemble" / "submit.json"
+    lay = Out(out)
+    tuning = read_json(lay.tuning_json, HINT_TUNE)
+    sub_path = lay.submit_json
     submit = json.loads(sub_path.read_text()) if sub_path.is_file() else None
     d = load_oof(data_dir, out)
     mosaic = load_mosaic(out, required=bool(tuning_params(tuning).get("vertical")))
     context = oof_context(d["ids"], d["images"], d["fold"], d["truth"], mosaic)
     seg, clf = d["seg_metrics"], d["clf_metrics"]
-    seg_run, clf_run = _json_or_empty(out / "segmenter" / "run.json"), _json_or_empty(out / "classifier" / "run.json")
+    seg_run, clf_run = _json_or_empty(lay.segmenter.run_json), _json_or_empty(lay.classifier.run_json)
     n = len(d["ids"])
 
     pred = apply_rules(d["prob"], d["p_salt"], d["p_empty"], tuning_params(tuning), context)
@@ -828,7 +830,7 @@ def report(data_dir, out_dir) -> Path:
              f"{len(sc.folds)} folds; {inits}.</p>" + stale_note(sc, tuning) +
              f"<p class=\"muted\">Data <code>{e(data_dir)}</code>, run <code>{e(out)}</code>, fingerprint "
              f"<code>{e(tuning.get('fingerprint', '?'))}</code>, generated {time.strftime('%Y-%m-%d %H:%M')}.</p>")
-    models = ["segmenter"] + (["classifier"] if clf is not None or (out / "classifier").is_dir() else [])
+    models = [m for m in MODELS if m == "segmenter" or clf is not None or lay.classifier.dir.is_dir()]
     sections = [
         models_section(seg, clf, seg_run, clf_run, sc),
         failures_section(d, pred, sc, tuning),
@@ -841,7 +843,7 @@ def report(data_dir, out_dir) -> Path:
         time_section(seg, clf, tuning, submit),
         submission_section(submit),
     ]
-    path = out / "report.html"
+    path = lay.report_html
     with atomic_path(path) as tmp:
         Path(tmp).write_text(page("TGS Salt run report", intro, sections), encoding="utf-8")
     return path

@@ -38,6 +38,7 @@ from ensemble.inputs import (HINT_TUNE, load_clf_pred_meta, load_mosaic, load_se
                              read_json)
 from ensemble.tune import TileContext, apply_rules, describe, submit_context
 from salt.cli import UserError, run_cli
+from salt.layout import Data, Out
 
 CHUNK = 2048  # images read, decided and encoded at a time
 
@@ -49,14 +50,14 @@ class TileRules:
 
     def __init__(self, data_dir, out, params, ids, images_dir, seg_path):
         self.vertical, self.constant = bool(params.get("vertical")), bool(params.get("constant_empty"))
-        self.folder = Path(images_dir) if images_dir else Path(data_dir) / "test" / "images"
+        self.folder = Path(images_dir) if images_dir else Data(data_dir).test_images
         self.seg_path = seg_path
         self.propagated, self.n_vertical, self.n_constant = None, 0, 0
         if self.vertical:
             from salt.data import load_train
 
             mosaic = load_mosaic(out, required=True)
-            train = load_train(data_dir, cache_dir=out / "cache")
+            train = load_train(data_dir, cache_dir=Out(out).cache)
             self.propagated = submit_context(ids, None, train.ids, train.masks, mosaic).propagated
             self.n_vertical = len(self.propagated)
 
@@ -150,24 +151,25 @@ def submit(data_dir, out_dir, pred, sample=None, images=None, chunk=CHUNK) -> di
     if chunk < 1:
         raise UserError(f"--chunk {chunk}: must be at least 1")
     out = Path(out_dir)
-    tuning = read_json(out / "ensemble" / "tuning.json", HINT_TUNE)
+    lay = Out(out)
+    tuning = read_json(lay.tuning_json, HINT_TUNE)
     tuning_fp = tuning.get("fingerprint")
 
-    seg_path = out / "segmenter" / f"pred-{pred}.npz"
+    seg_path = lay.segmenter.prediction(pred)
     meta = load_seg_pred_meta(seg_path, tuning_fp)
     ids = meta["ids"]
     n = len(ids)
     if n == 0:
         raise UserError(f"{seg_path}: no ids")
 
-    clf = load_clf_pred_meta(out / "classifier" / f"pred-{pred}.npz", ids, tuning_fp)
+    clf = load_clf_pred_meta(lay.classifier.prediction(pred), ids, tuning_fp)
     use_clf = clf is not None and tuning.get("classifier", False)
     params = tuning["params"] if use_clf else tuning["params_segmenter_only"]
     if use_clf and clf["folds"] and meta["folds"] and sorted(clf["folds"]) != sorted(meta["folds"]):
         raise UserError(f"{clf['path']}: folds {clf['folds']} differ from the segmenter's {meta['folds']} ({seg_path})")
     tiles = TileRules(data_dir, out, params, ids, images, seg_path)
     p_salt, p_empty = meta["p_salt"], clf["p_empty"] if use_clf else None
-    order, sample_used = row_order(ids, Path(sample) if sample else Path(data_dir) / "sample_submission.csv")
+    order, sample_used = row_order(ids, Path(sample) if sample else Data(data_dir).sample_submission)
 
     n_empty = 0
 
@@ -180,7 +182,7 @@ def submit(data_dir, out_dir, pred, sample=None, images=None, chunk=CHUNK) -> di
             for k in range(lo, hi):
                 yield k, encode(masks[k - lo])
 
-    path = out / "submission.csv"
+    path = lay.submission_csv
     write_rows(path, ids, order, encoded())
 
     models = [m for m in (meta, clf if use_clf else None) if m is not None]
@@ -198,7 +200,7 @@ def submit(data_dir, out_dir, pred, sample=None, images=None, chunk=CHUNK) -> di
            "tile_rules": tile_counts, "order": f"sample_submission ({sample_used})" if sample_used else "sorted ids",
            "params": params, "fingerprint": tuning_fp, "wall_s": round(time.time() - t0, 3),
            "predict_wall_s": {"segmenter": meta["wall_s"], "classifier": clf["wall_s"] if clf else None}}
-    write_json(out / "ensemble" / "submit.json", rec)
+    write_json(lay.submit_json, rec)
     return rec
 
 

@@ -1,9 +1,9 @@
 """How training went: the per-epoch logs (Keras' CSVLogger ``log.csv``) of every fold's stages, read robustly.
 
-Where the logs are (the one place that knows the layout):
-  segmenter   OUT/segmenter/round{r}/fold{k}/log.csv    (rounds from run.json's config["rounds"])
-  classifier  OUT/classifier/fold{k}/{stage}/log.csv    (stages from run.json's config["stages"]; the frozen
-                                                         "head" stage is skipped when the encoder is random)
+Where the logs are, salt.layout says; which stages there are, the run's settings:
+  segmenter   a stage per round and fold   (rounds from run.json's config["rounds"])
+  classifier  a stage per fold and stage   (stages from run.json's config["stages"]; the frozen "head"
+                                            stage is skipped when the encoder is random)
 Without run.json the stage folders found on disk are used. A missing or unreadable file, or a missing
 column, becomes a note on the stage; nothing here raises for a bad log.
 
@@ -14,12 +14,13 @@ it, ``epoch_s`` (seconds the epoch took, validation included) for the minutes ax
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from salt.layout import ModelRun, Out, Stage
 
 
 @dataclass(frozen=True)
@@ -103,9 +104,9 @@ def read_log(path: Path) -> tuple[pd.DataFrame | None, list[str]]:
     return df, notes
 
 
-def _run_config(run_dir: Path) -> tuple[dict, dict]:
+def _run_config(run_dir: ModelRun) -> tuple[dict, dict]:
     """(run.json, metrics.json) of a model's run folder, {} where missing or unreadable."""
-    return _read_json(run_dir / "run.json"), _read_json(run_dir / "metrics.json")
+    return _read_json(run_dir.run_json), _read_json(run_dir.metrics_json)
 
 
 def _n_folds(run: dict, metrics: dict, found: list[int]) -> list[int]:
@@ -115,42 +116,36 @@ def _n_folds(run: dict, metrics: dict, found: list[int]) -> list[int]:
     return sorted(set(found))
 
 
-def _numbers(pattern: str, paths) -> list[int]:
-    return [int(m.group(1)) for p in paths if (m := re.fullmatch(pattern, p.name))]
-
-
 def segmenter_stages(out: Path) -> list[Stage]:
     """The segmenter's rounds x folds, in training order within each fold."""
-    run_dir = out / "segmenter"
+    run_dir = Out(out).segmenter
     run, metrics = _run_config(run_dir)
     rounds = (run.get("config") or {}).get("rounds")
     if not isinstance(rounds, list) or not rounds:
-        found = sorted(_numbers(r"round(\d+)", run_dir.glob("round*")))
-        rounds = [{} for _ in range(max(found, default=0))]
-    found_folds = _numbers(r"fold(\d+)", run_dir.glob("round*/fold*"))
+        rounds = [{} for _ in range(max(run_dir.rounds_found(), default=0))]
+    found_folds = run_dir.folds_found()
     stages = []
     for fold in _n_folds(run, metrics, found_folds):
         for r, rnd in enumerate(rounds, 1):
             detail = ", ".join(x for x in (str(rnd.get("loss", "")),
                                            f"lr {rnd['lr']:g}" if isinstance(rnd.get("lr"), (int, float)) else "")
                                if x)
-            stages.append(Stage("segmenter", fold, f"round {r}", detail, run_dir / f"round{r}" / f"fold{fold}" / "log.csv",
+            stages.append(Stage("segmenter", fold, f"round {r}", detail, Stage(run_dir.round_dir(r, fold)).log,
                                 rnd.get("epochs")))
     return stages
 
 
 def classifier_stages(out: Path) -> list[Stage]:
     """The classifier's stages x folds, in training order within each fold."""
-    run_dir = out / "classifier"
+    run_dir = Out(out).classifier
     run, metrics = _run_config(run_dir)
     conf = (run.get("config") or {}).get("stages")
     random = str(run.get("encoder_init", metrics.get("encoder_init", ""))) == "random"
-    found_folds = _numbers(r"fold(\d+)", run_dir.glob("fold*"))
+    found_folds = run_dir.folds_found()
     if isinstance(conf, list) and conf:
         plan = [s for s in conf if not (s.get("frozen") and random)]
     else:
-        names = sorted({p.parent.name for p in run_dir.glob("fold*/*/log.csv")},
-                       key=lambda n: (n != "head", n))
+        names = sorted(run_dir.stage_names_found(), key=lambda n: (n != "head", n))
         plan = [{"name": n} for n in names]
     stages = []
     for fold in _n_folds(run, metrics, found_folds):
@@ -159,7 +154,7 @@ def classifier_stages(out: Path) -> list[Stage]:
             detail = ", ".join(x for x in ("encoder frozen" if s.get("frozen") else "",
                                            f"lr {lr:g}" if isinstance(lr, (int, float)) else "") if x)
             stages.append(Stage("classifier", fold, str(s["name"]), detail,
-                                run_dir / f"fold{fold}" / str(s["name"]) / "log.csv", s.get("epochs")))
+                                Stage(run_dir.stage_dir(fold, s["name"])).log, s.get("epochs")))
     return stages
 
 

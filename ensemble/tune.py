@@ -51,6 +51,7 @@ import numpy as np
 
 from ensemble.inputs import load_mosaic, load_oof, mosaic_path
 from salt.cli import UserError, run_cli
+from salt.layout import Out
 
 THRESHOLDS = np.round(np.arange(0.20, 0.9401, 0.02), 2)      # mask binarisation
 EMPTY_THRESHOLDS = np.round(np.arange(0.05, 0.9501, 0.025), 3)  # P(empty) above which a mask is zeroed
@@ -470,7 +471,7 @@ def tune(data_dir, out_dir) -> dict:
                   "w": WEIGHTS.tolist(), "min_area": MIN_AREAS.tolist()},
         "wall_s": round(time.time() - t0, 3),
     }
-    write_json(out / "ensemble" / "tuning.json", doc)
+    write_json(Out(out).tuning_json, doc)
     return doc
 
 
@@ -510,7 +511,7 @@ def main(argv=None) -> int:
     doc = tune(args.data, args.out)
     print(steps_table(doc["steps"]))
     fin = doc["final"]
-    print(f"wrote {Path(args.out) / 'ensemble' / 'tuning.json'}: OOF score {fin['nested']['overall']:.4f} nested "
+    print(f"wrote {Out(args.out).tuning_json}: OOF score {fin['nested']['overall']:.4f} nested "
           f"({fin['overall']:.4f} in-sample; {describe(doc['params'])}; {doc['wall_s']:.1f}s)")
     return 0
 

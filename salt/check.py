@@ -16,6 +16,7 @@ from pathlib import Path
 
 from salt.cli import run_cli
 from salt.data import DataError, _need_dir, check_sample_submission, load_images, load_train
+from salt.layout import Data
 
 
 def _same(a: Path, b: Path) -> bool:
@@ -30,7 +31,7 @@ def check_inputs(data_dir, test_dir=None, cache_dir=None) -> dict:
     the file) on the first problem. Returns {"train", "test", "empty_masks", "sample"}, "sample" one of
     "matches", "absent", "not compared" (TEST is not DATA's own test folder)."""
     data_dir = _need_dir(data_dir)
-    own_test = data_dir / "test" / "images"
+    own_test = Data(data_dir).test_images
     test_dir = own_test if test_dir is None else Path(test_dir)
     train = load_train(data_dir, cache_dir=cache_dir)
     test_ids, _ = load_images(test_dir, cache_dir=cache_dir)
@@ -38,7 +39,7 @@ def check_inputs(data_dir, test_dir=None, cache_dir=None) -> dict:
     overlap = sorted(i for i in test_ids if i in train_ids)
     if overlap:
         raise DataError(f"{test_dir / (overlap[0] + '.png')}: id {overlap[0]} is also a train id")
-    sample_path = data_dir / "sample_submission.csv"
+    sample_path = Data(data_dir).sample_submission
     if not _same(test_dir, own_test):
         sample = "not compared"
     elif not sample_path.exists():

@@ -22,6 +22,7 @@ import pandas as pd
 
 from salt.cli import UserError
 from salt.io import atomic_path
+from salt.layout import Data
 
 IMG_SIZE = 101
 CACHE_VERSION = "1"
@@ -213,10 +214,11 @@ def load_images(folder, cache_dir=None) -> tuple[list[str], np.ndarray]:
 
 def _train_paths(data_dir):
     data_dir = _need_dir(data_dir)
-    img_dir = _need_dir(data_dir / "train" / "images")
-    mask_dir = _need_dir(data_dir / "train" / "masks")
-    csv = _need_file(data_dir / "train.csv")
-    depths = _need_file(data_dir / "depths.csv")
+    data = Data(data_dir)
+    img_dir = _need_dir(data.train_images)
+    mask_dir = _need_dir(data.train_masks)
+    csv = _need_file(data.train_csv)
+    depths = _need_file(data.depths_csv)
     return data_dir, img_dir, mask_dir, csv, depths
 
 
@@ -308,11 +310,12 @@ def check_dataset(data_dir) -> dict:
     """
     data_dir = _need_dir(data_dir)
     train = load_train(data_dir)
-    test_ids, _ = load_images(data_dir / "test" / "images")
+    data = Data(data_dir)
+    test_ids, _ = load_images(data.test_images)
     overlap = sorted(set(test_ids) & set(train.ids))
     if overlap:
-        raise DataError(f"{data_dir / 'test' / 'images' / (overlap[0] + '.png')}: id {overlap[0]} is also a train id")
-    sample = data_dir / "sample_submission.csv"
+        raise DataError(f"{data.test_images / (overlap[0] + '.png')}: id {overlap[0]} is also a train id")
+    sample = data.sample_submission
     if sample.exists():
         check_sample_submission(sample, test_ids)
     empty = int(np.count_nonzero(~train.masks.reshape(len(train), -1).any(axis=1)))

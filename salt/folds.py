@@ -17,6 +17,7 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from salt.cli import UserError
 from salt.io import write_csv
+from salt.layout import Out
 
 
 def coverage_class(masks) -> np.ndarray:
@@ -84,7 +85,7 @@ def load_or_make_folds(out_dir, ids, masks, k=5, seed=42, groups=None, by="cover
     if (by == "mosaic") != (groups is not None):
         raise UserError("folds by mosaic need the mosaic groups (OUT/mosaic.csv: make mosaic)" if by == "mosaic"
                         else "groups given but folds by coverage asked for")
-    path = Path(out_dir) / "folds.csv"
+    path = Out(out_dir).folds_csv
     ids = [str(i) for i in ids]
     if groups is not None and len(groups) != len(ids):
         raise UserError(f"{len(ids)} ids but {len(groups)} groups")

@@ -16,9 +16,10 @@ from pathlib import Path
 
 from salt.cli import UserError, run_cli
 from salt.data import check_dataset
+from salt.layout import Data
 
 COMMAND = "kaggle competitions download -c tgs-salt-identification-challenge"
-CSVS = ("train.csv", "depths.csv", "sample_submission.csv")
+CSVS = Data.CSV_NAMES
 
 
 def _extract(archive: zipfile.ZipFile, dest: Path, source: str) -> None:
@@ -48,7 +49,7 @@ def _extract_split(archive: zipfile.ZipFile, dest: Path, source: str) -> None:
 
 def unpack(zip_path: Path, data_dir: Path) -> dict:
     """Unpacks the competition zip into a temporary folder, checks it, then moves it to ``data_dir``."""
-    if (data_dir / "train.csv").exists():
+    if Data(data_dir).train_csv.exists():
         print(f"{data_dir}: already there")
         return check_dataset(data_dir)
     if not zip_path.is_file():

@@ -52,6 +52,7 @@ from salt.cli import UserError, run_cli
 from salt.data import IMG_SIZE as SIZE
 from salt.data import DataError, load_images, load_train
 from salt.io import write_csv
+from salt.layout import Data, Out
 
 RATIO = 0.5
 FLAT_STD = 1.0
@@ -231,7 +232,7 @@ def dropped_pairs(pairs: pd.DataFrame, placed: pd.DataFrame) -> int:
 
 def write(out_dir, df: pd.DataFrame) -> Path:
     """Write OUT/mosaic.csv (id,mosaic,row,col) atomically; returns its path."""
-    path = Path(out_dir) / "mosaic.csv"
+    path = Out(out_dir).mosaic_csv
     write_csv(path, df[COLUMNS])
     return path
 
@@ -354,9 +355,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if not 0 < args.ratio <= 1:
         raise UserError(f"--ratio must be in (0, 1], got {args.ratio}")
-    train = load_train(args.data, cache_dir=args.out / "cache")
-    test_dir = args.data / "test" / "images"
-    test_ids, test_images = load_images(test_dir, cache_dir=args.out / "cache")
+    train = load_train(args.data, cache_dir=Out(args.out).cache)
+    test_dir = Data(args.data).test_images
+    test_ids, test_images = load_images(test_dir, cache_dir=Out(args.out).cache)
     both = sorted(set(train.ids) & set(test_ids))
     if both:
         raise DataError(f"{test_dir / (both[0] + '.png')}: id {both[0]} is also a train id")

@@ -21,6 +21,7 @@ import pandas as pd
 
 from salt.cli import UserError, run_cli
 from salt.data import IMG_SIZE as SIZE
+from salt.layout import Data
 from salt.rle import encode
 
 EMPTY_FRACTION = 0.4
@@ -125,8 +126,9 @@ def make_dataset(out_dir, n_train=200, n_test=50, seed=0) -> Path:
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        for d in ("train/images", "train/masks", "test/images"):
-            (tmp / d).mkdir(parents=True)
+        data = Data(tmp)
+        for d in (data.train_images, data.train_masks, data.test_images):
+            d.mkdir(parents=True)
         taken: set = set()
         train_ids, test_ids = _new_ids(rng, n_train, taken), _new_ids(rng, n_test, taken)
         n_empty = int(round(EMPTY_FRACTION * n_train))
@@ -136,19 +138,19 @@ def make_dataset(out_dir, n_train=200, n_test=50, seed=0) -> Path:
         rles = []
         for i, kind in zip(train_ids, kinds):
             img, mask = make_pair(rng, kind)
-            _write_image(tmp / "train/images" / f"{i}.png", img)
+            _write_image(data.train_images / f"{i}.png", img)
             m = (mask.astype(np.uint16) * 65535) if mask.any() else np.zeros((SIZE, SIZE), np.uint8)
-            cv2.imwrite(str(tmp / "train/masks" / f"{i}.png"), m)
+            cv2.imwrite(str(data.train_masks / f"{i}.png"), m)
             rles.append(encode(mask))
         for i in test_ids:
             img, _ = make_pair(rng, str(rng.choice(["empty", "blob", "bottom"], p=[0.4, 0.3, 0.3])))
-            _write_image(tmp / "test/images" / f"{i}.png", img)
-        pd.DataFrame({"id": train_ids, "rle_mask": rles}).to_csv(tmp / "train.csv", index=False)
+            _write_image(data.test_images / f"{i}.png", img)
+        pd.DataFrame({"id": train_ids, "rle_mask": rles}).to_csv(data.train_csv, index=False)
         all_ids = train_ids + test_ids
         z = rng.integers(50, 960, size=len(all_ids))
-        pd.DataFrame({"id": all_ids, "z": z}).to_csv(tmp / "depths.csv", index=False)
+        pd.DataFrame({"id": all_ids, "z": z}).to_csv(data.depths_csv, index=False)
         pd.DataFrame({"id": test_ids, "rle_mask": ["1 1"] * len(test_ids)}).to_csv(
-            tmp / "sample_submission.csv", index=False)
+            data.sample_submission, index=False)
         if out.exists():
             out.rmdir()  # empty, checked above
         os.replace(tmp, out)

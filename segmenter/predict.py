@@ -16,45 +16,20 @@ import numpy as np
 
 import segmenter.unet  # noqa: F401  (registers the custom layers that the checkpoints use)
 from salt.cli import UserError, run_cli
+from salt.layout import ModelRun, Stage
+from segmenter.rounds import snapshot_rounds
 from training.predict import predict_command
-
-
-def round_dir(run_dir: Path, r: int, fold: int) -> Path:
-    """The stage folder of round ``r`` (1-based) of a fold: best.keras, log.csv, the resume state."""
-    return Path(run_dir) / f"round{r}" / f"fold{fold}"
-
-
-def all_rounds(preset: dict) -> list[dict]:
-    """The rounds every fold trains: the preset's, then the pseudo-label round where it has one."""
-    rounds = list(preset["rounds"])
-    if preset.get("pseudo"):
-        p = preset["pseudo"]
-        rounds.append({"loss": "lovasz", "epochs": p["epochs"], "lr": p["lr"], "pseudo": True})
-    return rounds
-
-
-def snapshot_rounds(preset: dict) -> list[int]:
-    """The rounds (1-based) whose best checkpoints are averaged, per fold, out of fold and on test:
-    ``snapshots`` "last" (the last round), "lovasz" (every Lovasz round) or "all"."""
-    rounds = all_rounds(preset)
-    how = preset.get("snapshots", "last")
-    if how == "last":
-        return [len(rounds)]
-    if how == "lovasz":
-        return [r for r, rnd in enumerate(rounds, 1) if rnd["loss"] == "lovasz"] or [len(rounds)]
-    if how == "all":
-        return list(range(1, len(rounds) + 1))
-    raise UserError(f"snapshots {how!r}: choose last, lovasz or all")
 
 
 def fold_models(run_dir: Path) -> dict[int, list[Path]]:
     """{fold: the best checkpoints of its snapshot rounds}."""
-    if not (run_dir / "metrics.json").exists():
-        raise UserError(f"{run_dir / 'metrics.json'}: no trained segmenter here; run `make train-segmenter` first")
-    run = json.loads((run_dir / "run.json").read_text())
+    files = ModelRun(run_dir)
+    if not files.metrics_json.exists():
+        raise UserError(f"{files.metrics_json}: no trained segmenter here; run `make train-segmenter` first")
+    run = json.loads(files.run_json.read_text())
     paths = {}
     for k in range(run["folds"]):
-        paths[k] = [round_dir(run_dir, r, k) / "best.keras" for r in snapshot_rounds(run["config"])]
+        paths[k] = [Stage(files.round_dir(r, k)).best for r in snapshot_rounds(run["config"])]
         missing = [p for p in paths[k] if not p.exists()]
         if missing:
             raise UserError(f"{missing[0]}: checkpoint missing; run `make train-segmenter` first")

@@ -9,8 +9,8 @@ Finished rounds are skipped and a killed run resumes where it was (``training.st
 the preset asks for pseudo-labels, each fold ends with one more round on its training part plus the
 test images that its own model of the round before predicts confidently (``segmenter.pseudo``).
 
-Writes OUT/segmenter/round{r}/fold{k}/{best.keras, log.csv, done.json}, the out-of-fold probabilities
-OUT/segmenter/oof.npz and the scores OUT/segmenter/metrics.json.
+Writes (salt.layout) a stage folder per round and fold, the out-of-fold probabilities in the format of
+salt.oof and the scores (metrics.json).
 """
 from __future__ import annotations
 
@@ -22,10 +22,10 @@ import keras
 import numpy as np
 
 from salt.cli import UserError, run_cli, settings_table
-from salt.io import save_npz
+from salt.layout import Data, Stage
 from salt.metric import competition_score, image_scores
 from segmenter import encoders, losses, pseudo
-from segmenter.predict import all_rounds, round_dir, snapshot_rounds
+from segmenter.rounds import all_rounds, snapshot_rounds
 from segmenter.presets import PRESETS
 from segmenter.unet import build_unet, deep_supervision_names
 from training import devices, kfold, reuse, runs, schedule, stage, weights
@@ -140,7 +140,7 @@ def train_round(run: runs.Run, fold: int, r: int, rnd: dict, prev, encoder_path,
     the round before) unless it is done; ``extra`` (images, masks) joins the training part."""
     tr, va = kfold.fold_split(run.folds, fold)
     train, preset = run.train, run.preset
-    stage_dir = round_dir(run.dir, r, fold)
+    stage_dir = run.paths.round_dir(r, fold)
     if stage.is_done(stage_dir):
         print(f"fold {fold} round {r}: done, skipped")
         return stage_dir
@@ -156,7 +156,7 @@ def train_round(run: runs.Run, fold: int, r: int, rnd: dict, prev, encoder_path,
     devices.new_session(seed, run.precision, preset["batch_size"], clear=reuse.kept(key) is None)
     fresh = build_model(preset, encoder_path if prev is None else None)
     if prev is not None:
-        stage.copy_weights(prev / "best.keras", fresh)
+        stage.copy_weights(Stage(prev).best, fresh)
     model = reuse.compiled(key, fresh, lambda m: compile_model(m, preset, rnd), rnd["lr"])
     data, callbacks = fit_parts(preset, rnd, images, masks, train.images[va], train.masks[va], seed=seed)
     state = stage.fit_stage(model, stage_dir, data, rnd["epochs"], MONITOR, "max", callbacks,
@@ -171,7 +171,7 @@ def save_oof(run: runs.Run, fold: int) -> None:
     _, va = kfold.fold_split(run.folds, fold)
     arrays, rounds = {}, all_rounds(run.preset)
     for r in range(1, len(rounds) + 1):
-        model = reuse.loaded(model_key(run, rounds[r - 1]), round_dir(run.dir, r, fold) / "best.keras")
+        model = reuse.loaded(model_key(run, rounds[r - 1]), Stage(run.paths.round_dir(r, fold)).best)
         probs = predict_outputs(model, run.train.images[va], tta=run.preset["tta"],
                                 batch_size=2 * run.preset["batch_size"])
         arrays[f"prob_round{r}"], arrays[f"p_salt_round{r}"] = probs["mask"], probs["salt"]
@@ -189,14 +189,14 @@ def train_fold(run: runs.Run, fold: int, encoder_path, test_dir: Path) -> None:
     for r, rnd in enumerate(all_rounds(run.preset), 1):
         extra = None
         if rnd.get("pseudo"):  # labelled by this fold's model of the round before (segmenter.pseudo)
-            extra = pseudo.pseudo_labels(run.dir / f"round{r}" / f"pseudo-fold{fold}.npz", test_dir,
-                                         prev / "best.keras", run.preset["pseudo"], 2 * run.preset["batch_size"])
+            extra = pseudo.pseudo_labels(run.paths.pseudo(r, fold), test_dir, Stage(prev).best,
+                                         run.preset["pseudo"], 2 * run.preset["batch_size"])
         prev = train_round(run, fold, r, rnd, prev, encoder_path, extra)
     save_oof(run, fold)
 
 
 def collect_oof(run: runs.Run) -> dict:
-    """Joins the folds' out-of-fold predictions into oof.npz and scores them."""
+    """Joins the folds' out-of-fold predictions into the run's out-of-fold file and scores them."""
     masks, n = run.train.masks, len(run.train.ids)
     joined = kfold.join_folds(run.dir, run.k, n)
     prob = joined["prob"].astype(np.float32)
@@ -207,7 +207,7 @@ def collect_oof(run: runs.Run) -> dict:
         t, s = best_threshold(masks[idx], prob[idx])
         per_fold.append({"fold": fold, "score": s, "threshold": t, "images": int(len(idx))})
     t, s = best_threshold(masks, prob)
-    save_npz(run.dir / "oof.npz", ids=np.array(run.train.ids), fold=fold_of, **joined)
+    kfold.save_joined(run, **joined)
     empty = ~masks.reshape(n, -1).any(1)
     scores = image_scores(masks, prob > t)
     by_round = [{"round": r, **dict(zip(("threshold", "score"), best_threshold(
@@ -237,16 +237,16 @@ def main(argv=None) -> int:
         run.preset["network"]["encoder"], "none exist for this encoder", "Use --encoder-weights none."))
     encoder_path, init = weights.resolve(run.preset["encoder_weights"], find, encoder.init_label)
     run.open(encoder_init=init, folds=run.k)
-    run.pace = Pace(epochs_left((round_dir(run.dir, r, fold), rnd["epochs"]) for fold in run.fold_list
+    run.pace = Pace(epochs_left((run.paths.round_dir(r, fold), rnd["epochs"]) for fold in run.fold_list
                                 if not kfold.oof_path(run.dir, fold).exists()
                                 for r, rnd in enumerate(all_rounds(run.preset), 1)))
     print(f"segmenter: preset {run.name} (encoder init: {init}, {len(run.train.ids)} images, {run.k} folds)\n"
           f"{settings_table(run.preset)}", flush=True)
-    if not kfold.train_folds(run, lambda fold: train_fold(run, fold, encoder_path, args.data / "test" / "images")):
+    if not kfold.train_folds(run, lambda fold: train_fold(run, fold, encoder_path, Data(args.data).test_images)):
         return 0
     metrics = run.write_metrics(collect_oof(run), init)
     print(f"segmenter: out-of-fold score {metrics['overall']['score']:.4f} at threshold "
-          f"{metrics['overall']['threshold']:.2f} (encoder init: {init}) -> {run.dir / 'metrics.json'}")
+          f"{metrics['overall']['threshold']:.2f} (encoder init: {init}) -> {run.paths.metrics_json}")
     return 0
 
 

@@ -88,7 +88,7 @@ def blur(masks, passes=3):
 
 
 def make_run(data_dir, out, classifier=True, seed=0):
-    """Fabricate OUT: folds.csv, segmenter oof.npz + metrics.json, classifier oof.csv + metrics.json."""
+    """Fabricate OUT: folds.csv, segmenter oof.npz + metrics.json, classifier oof.npz + metrics.json."""
     rng = np.random.default_rng(seed)
     tr = load_train(data_dir)
     folds = load_or_make_folds(out, tr.ids, tr.masks, k=3)
@@ -111,8 +111,7 @@ def make_run(data_dir, out, classifier=True, seed=0):
                 "folds": [], "overall": {"score": 0.5}})
     if classifier:
         p_empty = np.where(empty, rng.uniform(0.55, 1.0, n), rng.uniform(0.0, 0.45, n))
-        write_csv(Path(out) / "classifier" / "oof.csv",
-                  pd.DataFrame({"id": ids, "fold": fold[order], "p_empty": p_empty[order]}))
+        save_npz(Path(out) / "classifier" / "oof.npz", ids=ids, fold=fold[order], p_empty=p_empty[order])
         write_json(Path(out) / "classifier" / "metrics.json",
                    {"fingerprint": fp, "encoder_init": "imagenet", "preset": "smoke", "wall_s": 7.0,
                     "backbone": "densenet121", "folds": [], "overall": {"auc": 0.9}})

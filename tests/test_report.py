@@ -1,5 +1,5 @@
 """Tests of the HTML report (ensemble.report) on a run folder fabricated here: synthetic data, and every
-file the trainers and the tuner write (oof.npz, oof.csv, metrics.json, run.json, log.csv per stage,
+file the trainers and the tuner write (oof.npz of each model, metrics.json, run.json, log.csv per stage,
 tuning.json, submit.json) written directly, so no model is trained. No browser is needed."""
 from __future__ import annotations
 
@@ -139,7 +139,7 @@ def make_run(data_dir, out, epoch_s=True, seed=0):
             if (k, r) == (1, 1):  # validated every 3rd epoch (``validate_every``): NaN in between, as Keras logs it
                 log.loc[(log["epoch"] + 1) % 3 != 0, ["val_score", "val_threshold"]] = np.nan
             log.to_csv(path, index=False)
-    write_csv(out / "classifier" / "oof.csv", pd.DataFrame({"id": tr.ids, "fold": fold, "p_empty": p_empty}))
+    save_npz(out / "classifier" / "oof.npz", ids=np.array(tr.ids), fold=fold, p_empty=p_empty)
     write_json(out / "classifier" / "run.json", {
         "preset": "cpu", "fingerprint": fp, "encoder_init": "random", "backbone": "densenet121", "folds": K,
         "config": {"input_size": 64, "dropout": 0.3, "batch_size": 32, "stages": CLF_STAGES}})
@@ -393,7 +393,7 @@ def test_coverage_table_counts_by_hand(run, data_dir):
     # wholly wrong: false positives on empty images, misses on images with salt, under the tuned rules
     z = np.load(out / "segmenter" / "oof.npz")
     t = json.loads((out / "ensemble" / "tuning.json").read_text())
-    p_empty = pd.read_csv(out / "classifier" / "oof.csv", dtype={"id": str})["p_empty"].to_numpy()
+    p_empty = np.load(out / "classifier" / "oof.npz")["p_empty"]
     assert list(z["ids"]) == list(tr.ids)
     pred = apply_rules(z["prob"], z["p_salt"], p_empty, t["params"])
     empty = ~tr.masks.reshape(len(pred), -1).any(1)
@@ -714,14 +714,14 @@ def rich(run, data_dir, tmp_path_factory):
     (out / "report.html").unlink()
     tr = load_train(data_dir)
     n = len(tr.ids)
-    oof = pd.read_csv(out / "classifier" / "oof.csv", dtype={"id": str})
-    assert list(oof["id"]) == list(tr.ids)
+    oof = dict(np.load(out / "classifier" / "oof.npz"))
+    assert list(oof["ids"]) == list(tr.ids)
     empty = ~tr.masks.reshape(n, -1).any(1)
     rng = np.random.default_rng(1)
     p = np.where(empty, rng.uniform(0.6, 1.0, n), rng.uniform(0.0, 0.45, n))  # folds 0 and 1: zeroing pays
-    two = oof["fold"].to_numpy() == 2
+    two = oof["fold"] == 2
     p[two] = 0.3 + np.where(empty[two], -0.02, 0.02) + rng.uniform(-0.005, 0.005, int(two.sum()))  # inverted
-    write_csv(out / "classifier" / "oof.csv", oof.assign(p_empty=p))
+    save_npz(out / "classifier" / "oof.npz", **{**oof, "p_empty": p})
     run_json = json.loads((out / "classifier" / "run.json").read_text())
     run_json["config"]["encoder_weights"] = "imagenet"
     write_json(out / "classifier" / "run.json", run_json)
@@ -747,7 +747,7 @@ def _by_hand(out, data_dir):
     with np.load(out / "segmenter" / "oof.npz") as z:
         assert list(z["ids"]) == list(tr.ids)
         prob, p_salt, fold = z["prob"].astype(np.float32), z["p_salt"].astype(np.float64), z["fold"]
-    p_empty = pd.read_csv(out / "classifier" / "oof.csv", dtype={"id": str})["p_empty"].to_numpy(np.float64)
+    p_empty = np.load(out / "classifier" / "oof.npz")["p_empty"].astype(np.float64)
     truth, empty = tr.masks, ~tr.masks.reshape(n, -1).any(1)
     t_alone = t["steps"][0]["params"]["threshold"]
     alone = prob > np.float32(t_alone)

@@ -81,8 +81,9 @@ def test_classifier_outputs(trained):
     data, out = trained
     train = load_train(data)
     metrics = json.loads((out / "classifier" / "metrics.json").read_text())
-    oof = pd.read_csv(out / "classifier" / "oof.csv")
-    assert list(oof["id"]) == train.ids and oof["p_empty"].between(0, 1).all()
+    with np.load(out / "classifier" / "oof.npz") as f:
+        oof = {"id": list(f["ids"]), "p_empty": pd.Series(f["p_empty"])}
+    assert oof["id"] == train.ids and oof["p_empty"].between(0, 1).all()
     assert metrics["encoder_init"] == "random", "offline, the classifier must say it started random"
     empty = ~train.masks.reshape(len(train.ids), -1).any(1)
     accuracy = float(np.mean((oof["p_empty"].to_numpy() > 0.5) == empty))

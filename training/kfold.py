@@ -1,7 +1,7 @@
 """The k-fold loop that both trainers share: train each fold once, keep its out-of-fold predictions,
 and join them when every fold is there.
 
-A fold is finished when ``RUN/oof/fold{k}.npz`` exists (its validation indices and one array per
+A fold is finished when its out-of-fold file (salt.layout: ``ModelRun.oof_fold``) exists (its validation indices and one array per
 prediction); a re-run skips it. Folds can be trained by separate processes or machines into one OUT
 (``--only-fold``); the joined predictions follow once all are present.
 """
@@ -13,6 +13,8 @@ from typing import Callable
 import numpy as np
 
 from salt.io import save_npz
+from salt.layout import ModelRun
+from salt.oof import write_oof
 
 
 def fold_split(folds, fold: int) -> tuple[np.ndarray, np.ndarray]:
@@ -22,12 +24,18 @@ def fold_split(folds, fold: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def oof_path(run_dir: Path, fold: int) -> Path:
-    return Path(run_dir) / "oof" / f"fold{fold}.npz"
+    return ModelRun(run_dir).oof_fold(fold)
 
 
 def save_fold(run_dir: Path, fold: int, index: np.ndarray, **arrays) -> None:
     """A fold's out-of-fold predictions: ``index`` into the training set and one array per prediction."""
     save_npz(oof_path(run_dir, fold), index=index, **arrays)
+
+
+def load_fold(run_dir: Path, fold: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """A fold's out-of-fold predictions as ``save_fold`` wrote them: (index, {name: array})."""
+    with np.load(oof_path(run_dir, fold)) as f:
+        return f["index"], {name: f[name] for name in f.files if name != "index"}
 
 
 def train_folds(run, train_fold: Callable[[int], None]) -> bool:
@@ -44,16 +52,21 @@ def train_folds(run, train_fold: Callable[[int], None]) -> bool:
     return done
 
 
+def save_joined(run, **arrays) -> Path:
+    """Every training image's out-of-fold arrays (row i: image ``run.train.ids[i]``, as ``join_folds`` places
+    them) in the one out-of-fold format of both models (salt.oof); returns the file's path."""
+    path = run.paths.oof
+    write_oof(path, run.train.ids, run.folds["fold"].to_numpy(), **arrays)
+    return path
+
+
 def join_folds(run_dir: Path, k: int, n: int) -> dict[str, np.ndarray]:
     """Every fold's out-of-fold arrays placed at their images' positions, (n, ...) each."""
     joined: dict[str, np.ndarray] = {}
     for fold in range(k):
-        with np.load(oof_path(run_dir, fold)) as f:
-            idx = f["index"]
-            for name in f.files:
-                if name == "index":
-                    continue
-                if name not in joined:
-                    joined[name] = np.zeros((n,) + f[name].shape[1:], f[name].dtype)
-                joined[name][idx] = f[name]
+        idx, arrays = load_fold(run_dir, fold)
+        for name, a in arrays.items():
+            if name not in joined:
+                joined[name] = np.zeros((n,) + a.shape[1:], a.dtype)
+            joined[name][idx] = a
     return joined

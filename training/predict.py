@@ -17,53 +17,83 @@ import json
 import os
 import tempfile
 import time
+import weakref
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
 import keras
 import numpy as np
+from keras import ops
 
 from salt.cli import UserError
 from salt.data import IMG_SIZE, read_image
+from salt.layout import Out
 from salt.io import atomic_path
 from training.batches import to_input
 
 CHUNK = 2048  # images read and predicted at a time: 32 batches of 64
 
 
-def sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
+class ViewMean(keras.layers.Layer):
+    """The probabilities of one model output for a batch that holds the images and then (``tta``) their
+    mirror images: sigmoid in float32, the channel dropped, each mirrored image output mirrored back and
+    averaged with its original; one value per image (N,1) becomes (N,)."""
+
+    def __init__(self, tta: bool, **kwargs):
+        super().__init__(**kwargs)
+        self.tta = tta
+
+    def call(self, z):
+        p = ops.sigmoid(ops.cast(z, "float32"))[..., 0]
+        if not self.tta:
+            return p
+        a, b = ops.split(p, 2, axis=0)
+        return (a + (ops.flip(b, axis=2) if len(p.shape) == 3 else b)) / 2
 
 
-def _outputs(model: keras.Model, x: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
-    n = len(x)
-    pad = -n % batch_size
-    if pad:
-        x = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)])
-    out = model.predict(x, batch_size=batch_size, verbose=0)
-    if not isinstance(out, dict):
-        out = {model.output_names[0]: out}
-    return {k: np.asarray(v, np.float32)[:n] for k, v in out.items()}
+class Mirror(keras.layers.Layer):
+    """The batch followed by its images mirrored left to right: both test-time views in one batch."""
+
+    def call(self, x):
+        return ops.concatenate([x, ops.flip(x, axis=2)], axis=0)
+
+
+_PREDICTORS: "weakref.WeakKeyDictionary[keras.Model, dict]" = weakref.WeakKeyDictionary()
+
+
+def predictor(model: keras.Model, names=None, tta: bool = True) -> keras.Model:
+    """A Keras model that returns the probabilities of ``model``'s outputs (or of ``names`` only), with
+    the mirrored view predicted in the same batch and averaged in the same compiled step
+    (docs/predict-bench.md: about 1.5x the images/s of two ``predict`` calls and numpy on 2 CPU cores). It
+    shares ``model``'s layers, so weights loaded into ``model`` later are the ones it uses; one is built
+    per (model, names, tta) and kept, so that its traced prediction step serves every chunk and fold."""
+    key = (None if names is None else tuple(sorted(names)), bool(tta))
+    cache = _PREDICTORS.setdefault(model, {})
+    if key not in cache:
+        inp = keras.Input(model.inputs[0].shape[1:])
+        out = model(Mirror()(inp) if tta else inp)
+        if not isinstance(out, dict):
+            out = {model.output_names[0]: out}
+        cache[key] = keras.Model(inp, {name: ViewMean(tta, name=f"{name}_prob")(z) for name, z in out.items()
+                                       if names is None or name in names})
+    return cache[key]
 
 
 def predict_outputs(model: keras.Model, images: np.ndarray, tta: bool = True, batch_size: int = 64,
                     names=None) -> dict:
     """Probabilities of every output of ``model`` (or of the outputs ``names`` only) for uint8 images
     (N,101,101): image outputs (N,H,W), one value per image (N,). With ``tta`` the mirrored image is
-    predicted too, its image outputs are mirrored back, and the two are averaged."""
+    predicted too, its image outputs are mirrored back, and the two are averaged (``predictor``: both views
+    in one batch of 2 x ``batch_size``). The images are padded to whole batches, so that one batch shape
+    is compiled; the padding is dropped."""
     x = to_input(images)
-    views = [x, x[:, :, ::-1]] if tta else [x]
-    total: dict[str, np.ndarray] = {}
-    for i, view in enumerate(views):
-        for name, z in _outputs(model, view, batch_size).items():
-            if names is not None and name not in names:
-                continue
-            p = sigmoid(z[..., 0])
-            if i == 1 and p.ndim == 3:
-                p = p[:, :, ::-1]
-            total[name] = total.get(name, 0.0) + p
-    return {k: v / len(views) for k, v in total.items()}
+    n = len(x)
+    pad = -n % batch_size
+    if pad:
+        x = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)])
+    out = predictor(model, names, tta).predict(x, batch_size=batch_size, verbose=0)
+    return {k: np.asarray(v, np.float32)[:n] for k, v in out.items()}
 
 
 class Models:
@@ -293,11 +323,12 @@ def predict_command(model: str, description: str, argv, checkpoints, outputs: di
     if args.batch_size < 1:
         raise UserError(f"--batch-size {args.batch_size}: must be at least 1")
     start = time.time()
-    run_dir = args.out / model
+    files = Out(args.out).model(model)
+    run_dir = files.dir
     by_fold = checkpoints(run_dir)
     paths = [p for k in sorted(by_fold) for p in by_fold[k]]
-    fingerprint = json.loads((run_dir / "metrics.json").read_text())["fingerprint"]
-    path = run_dir / f"pred-{args.name}.npz"
+    fingerprint = json.loads(files.metrics_json.read_text())["fingerprint"]
+    path = files.prediction(args.name)
     extra = {"fingerprint": np.array(fingerprint), "folds": np.array(sorted(by_fold)),
              "n_models": np.array(len(paths))}
     wall = {}

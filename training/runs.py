@@ -24,6 +24,7 @@ from salt.cli import UserError
 from salt.data import TrainSet, load_train
 from salt.folds import load_or_make_folds, run_fingerprint
 from salt.io import write_json
+from salt.layout import ModelRun, Out
 from salt.mosaic import mosaic_groups, read_mosaic
 from training import devices, stage
 
@@ -91,10 +92,15 @@ class Run:
     pace: object = None  # training.pace.Pace, set by the trainer once it knows the epochs left
     start: float = field(default_factory=time.time)
 
+    @property
+    def paths(self) -> ModelRun:
+        """The run folder's files (salt.layout)."""
+        return ModelRun(self.dir)
+
     def open(self, **extra) -> dict:
         """Creates or re-opens the run folder, refusing one made with other data, folds or preset."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        path = self.dir / "run.json"
+        path = self.paths.run_json
         if path.exists():
             old = json.loads(path.read_text())
             if old.get("fingerprint") != self.fingerprint:
@@ -110,7 +116,7 @@ class Run:
 
     def write_metrics(self, metrics: dict, encoder_init: str) -> dict:
         """metrics.json, with what the run used; a re-run that found all done keeps the first wall time."""
-        path = self.dir / "metrics.json"
+        path = self.paths.metrics_json
         wall = time.time() - self.start
         if path.exists():
             wall = json.loads(path.read_text()).get("wall_s", wall)
@@ -165,14 +171,15 @@ def start_run(args, presets: dict, subdir: str, epochs_key: str) -> Run:
         preset["batch_size"] = args.batch_size
     for stage in preset[epochs_key]:
         stage["epochs"] = max(1, round(stage["epochs"] * args.epochs_scale))
-    devices.configure(args.out / "cache" / "jax")
-    train = load_train(args.data, cache_dir=args.out / "cache")
+    out = Out(args.out)
+    devices.configure(out.compile_cache)
+    train = load_train(args.data, cache_dir=out.cache)
     groups = None
     if args.folds_by == "mosaic":
-        groups = mosaic_groups(train.ids, read_mosaic(args.out / "mosaic.csv"))
+        groups = mosaic_groups(train.ids, read_mosaic(out.mosaic_csv))
     folds = load_or_make_folds(args.out, train.ids, train.masks, k=args.folds, groups=groups, by=args.folds_by)
     print(f"devices: {', '.join(devices.devices())} ({devices.backend()} backend, {precision})", flush=True)
-    return Run(name, preset, train, folds, run_fingerprint(train, args.out / "folds.csv"), args.out / subdir,
+    return Run(name, preset, train, folds, run_fingerprint(train, out.folds_csv), out.model(subdir).dir,
                args.folds, list(args.only_fold or range(args.folds)), precision,
                _verbosity(args.verbose), args.checkpoint_every)
 

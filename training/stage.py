@@ -30,6 +30,7 @@ import numpy as np
 
 from salt.cli import UserError
 from salt.io import atomic_path, write_json
+from salt.layout import Stage
 from training import devices
 
 SAVE_EVERY_S = 60.0
@@ -40,18 +41,18 @@ class Diverged(UserError):
 
 
 def is_done(stage_dir: Path) -> bool:
-    return (Path(stage_dir) / "done.json").exists()
+    return Stage(stage_dir).done.exists()
 
 
 def mark_done(stage_dir: Path, record: dict) -> None:
     """Marks a stage finished; its resume files are no longer needed."""
-    write_json(Path(stage_dir) / "done.json", record)
-    for f in Path(stage_dir).glob("last-*.weights.h5"):
+    write_json(Stage(stage_dir).done, record)
+    for f in Path(stage_dir).glob(Stage.RESUME_GLOB):
         f.unlink()
 
 
 def read_done(stage_dir: Path) -> dict:
-    return json.loads((Path(stage_dir) / "done.json").read_text())
+    return json.loads(Stage(stage_dir).done.read_text())
 
 
 def rng_variables(model) -> list:
@@ -81,17 +82,18 @@ class ResumableCheckpoint(keras.callbacks.Callback):
                  save_every_s: float = SAVE_EVERY_S):
         super().__init__()
         self.dir = Path(stage_dir)
+        self.files = Stage(self.dir)
         self.monitor, self.mode, self.epochs, self.save_every_s = monitor, mode, epochs, save_every_s
         self.state = {"epoch": 0, "best": None, "best_epoch": None}
-        if (self.dir / "state.json").exists():
-            self.state = json.loads((self.dir / "state.json").read_text())
+        if self.files.state.exists():
+            self.state = json.loads(self.files.state.read_text())
         self._best_weights, self._saved_at, self._twin = None, time.monotonic(), None
 
     def restore(self, model: keras.Model) -> int:
         """Loads the last saved epoch's weights, optimizer and generator states; returns the epoch to start at."""
         if not self.state["epoch"]:
             return 0
-        path = self.dir / f"last-{self.state['epoch']}.weights.h5"
+        path = self.files.resume(self.state['epoch'])
         if model.optimizer is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
         try:
@@ -131,17 +133,17 @@ class ResumableCheckpoint(keras.callbacks.Callback):
             if self._twin is None:  # an uncompiled copy: best.keras without the optimizer's state
                 self._twin = self.model.__class__.from_config(self.model.get_config())
             self._twin.set_weights(self._best_weights)
-            with atomic_path(self.dir / "best.keras") as tmp:
+            with atomic_path(self.files.best) as tmp:
                 self._twin.save(tmp)
             self._best_weights = None
-        old = self.dir / f"last-{self.state['epoch']}.weights.h5"
-        with atomic_path(self.dir / f"last-{epoch}.weights.h5") as tmp:
+        old, new = self.files.resume(self.state['epoch']), self.files.resume(epoch)
+        with atomic_path(new) as tmp:
             self.model.save_weights(tmp)
         self.state["epoch"] = epoch
         self.state["rng"] = [np.asarray(keras.ops.convert_to_numpy(v.value)).tolist()
                              for v in rng_variables(self.model)]
-        write_json(self.dir / "state.json", self.state)
-        if old.exists() and old.name != f"last-{epoch}.weights.h5":
+        write_json(self.files.state, self.state)
+        if old.exists() and old != new:
             old.unlink()
         self._saved_at = time.monotonic()
 
@@ -180,9 +182,9 @@ def fit_stage(model: keras.Model, stage_dir: Path, train_data, epochs: int, moni
     if hasattr(train_data, "set_epoch"):  # AugmentedBatches: an endless stream that starts at this epoch
         train_data.set_epoch(initial_epoch)
         fit_kwargs.setdefault("steps_per_epoch", len(train_data))
-    _trim_log(stage_dir / "log.csv", initial_epoch)
+    _trim_log(Stage(stage_dir).log, initial_epoch)
     all_callbacks = [*callbacks, EpochTimer(), *([pace] if pace is not None else []), checkpoint,
-                     keras.callbacks.CSVLogger(str(stage_dir / "log.csv"), append=True)]
+                     keras.callbacks.CSVLogger(str(Stage(stage_dir).log), append=True)]
     if initial_epoch < epochs:
         try:
             if devices.step_loop() and hasattr(train_data, "set_epoch") and set(fit_kwargs) == {"steps_per_epoch"}:
@@ -196,7 +198,7 @@ def fit_stage(model: keras.Model, stage_dir: Path, train_data, epochs: int, moni
             if hasattr(train_data, "close"):  # the batches' worker threads
                 train_data.close()
     if checkpoint.state["best"] is None or not np.isfinite(checkpoint.state["best"]):
-        raise Diverged(f"{stage_dir}: training diverged (no finite {monitor}); see {stage_dir / 'log.csv'}")
+        raise Diverged(f"{stage_dir}: training diverged (no finite {monitor}); see {Stage(stage_dir).log}")
     return checkpoint.state
 
 
