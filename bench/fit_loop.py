@@ -26,7 +26,7 @@ def child(data: Path, preset_name: str, epochs: int, mode: str) -> None:
 
     from salt.data import load_train
     from salt.folds import make_folds
-    from salt.layout import Stage
+    from salt.layout import StageFiles
     from segmenter import train as seg
     from segmenter.presets import PRESETS
     from training import devices, kfold, stage
@@ -45,7 +45,7 @@ def child(data: Path, preset_name: str, epochs: int, mode: str) -> None:
                                        train.masks[va], seed=0)
     with tempfile.TemporaryDirectory() as tmp:
         stage.fit_stage(model, tmp, batches, epochs, seg.MONITOR, "max", callbacks, verbose=0)
-        epoch_s = [float(x) for x in np.genfromtxt(Stage(tmp).log, delimiter=",", names=True)["epoch_s"]]
+        epoch_s = [float(x) for x in np.genfromtxt(StageFiles(tmp).log, delimiter=",", names=True)["epoch_s"]]
     print(TAG + json.dumps({"mode": mode, "epoch_s": epoch_s, "steps": len(batches)}), flush=True)
 
 

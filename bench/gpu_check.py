@@ -20,7 +20,7 @@ from bench import hardware, subjects, timing
 from bench.flops import forward_flops
 from salt.cli import UserError, run_cli
 from salt.io import atomic_path, write_json
-from salt.layout import Out, Stage
+from salt.layout import Out, StageFiles
 from training import devices, kfold
 
 
@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     out = Out(args.out)
     run = json.loads(out.segmenter.run_json.read_text())
     preset = run["config"]
-    logs = [pd.read_csv(Stage(d).log) for d in out.segmenter.round_dirs_found(0) if Stage(d).log.is_file()]
+    logs = [pd.read_csv(StageFiles(d).log) for d in out.segmenter.round_dirs_found(0) if StageFiles(d).log.is_file()]
     epochs = pd.concat(logs, ignore_index=True)
     steady = np.concatenate([log["epoch_s"].to_numpy()[1:] for log in logs if len(log) > 1]) \
         if any(len(log) > 1 for log in logs) else epochs["epoch_s"].to_numpy()

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from salt.cli import UserError, run_cli
-from salt.layout import Data, Out, Stage
+from salt.layout import Data, Out, StageFiles
 
 REPO = Path(__file__).resolve().parents[1]
 TUNED = {"threshold": 0.5, "empty_rule": {"w": 0.5, "threshold": 0.6}, "min_area": 10, "vertical": False,
@@ -116,7 +116,7 @@ def make_models(out, segmenter_preset: dict | None, classifier_preset: dict | No
                 keras.utils.set_random_seed(seed + 100 * r + k)
                 model = segmenter_builder() if segmenter_builder else build_unet(**segmenter_preset["network"],
                                                                                   encoder_weights=None)
-                save(spread_logits(model, sample), Stage(run_dir.round_dir(r, k)).best)
+                save(spread_logits(model, sample), StageFiles(run_dir.round_dir(r, k)).best)
         write_json(run_dir.run_json, {"preset": "bench", "config": segmenter_preset, "folds": folds,
                                           "fingerprint": fingerprint})
         write_json(run_dir.metrics_json, {"fingerprint": fingerprint, "preset": "bench"})
@@ -133,7 +133,7 @@ def make_models(out, segmenter_preset: dict | None, classifier_preset: dict | No
 
                 model, _ = build_classifier(backbone, classifier_preset["input_size"], "none",
                                             classifier_preset["dropout"])
-            save(spread_logits(model, sample), Stage(run_dir.stage_dir(k, stage)).best)
+            save(spread_logits(model, sample), StageFiles(run_dir.stage_dir(k, stage)).best)
         write_json(run_dir.run_json, {"preset": "bench", "config": classifier_preset, "folds": folds,
                                           "fingerprint": fingerprint, "backbone": backbone})
         write_json(run_dir.metrics_json, {"fingerprint": fingerprint, "preset": "bench"})

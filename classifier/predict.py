@@ -13,7 +13,7 @@ import numpy as np
 
 import classifier.model  # noqa: F401  (registers the custom layers that the checkpoints use)
 from salt.cli import UserError, run_cli
-from salt.layout import ModelRun, Stage
+from salt.layout import ModelRun, StageFiles
 from training.predict import predict_command
 
 
@@ -24,7 +24,7 @@ def fold_models(run_dir: Path) -> dict[int, list[Path]]:
         raise UserError(f"{files.metrics_json}: no trained classifier here; run `make train-classifier` first")
     run = json.loads(files.run_json.read_text())
     stage = run["config"]["stages"][-1]["name"]
-    paths = {k: [Stage(files.stage_dir(k, stage)).best] for k in range(run["folds"])}
+    paths = {k: [StageFiles(files.stage_dir(k, stage)).best] for k in range(run["folds"])}
     missing = [p[0] for p in paths.values() if not p[0].exists()]
     if missing:
         raise UserError(f"{missing[0]}: checkpoint missing; run `make train-classifier` first")

@@ -21,7 +21,7 @@ from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 from classifier.model import BACKBONE_LAYER, BACKBONE_NAMES, build_classifier, resolve_encoder_weights
 from classifier.presets import PRESETS
 from salt.cli import UserError, run_cli, settings_table
-from salt.layout import Stage
+from salt.layout import StageFiles
 from training import devices, kfold, reuse, runs, schedule, stage
 from training.batches import AugmentedBatches
 from training.pace import Pace, epochs_left
@@ -103,7 +103,7 @@ def train_fold(run: runs.Run, fold: int, backbone: str, weights: str | None) -> 
         devices.new_session(100 * s + fold, run.precision, preset["batch_size"], clear=reuse.kept(key) is None)
         fresh, _ = build_classifier(backbone, preset["input_size"], weights or "none", preset["dropout"])
         if prev is not None:
-            stage.copy_weights(Stage(prev).best, fresh)
+            stage.copy_weights(StageFiles(prev).best, fresh)
         fresh.get_layer(BACKBONE_LAYER).trainable = not st["frozen"]
         model = reuse.compiled(key, fresh, lambda m: compile_model(m, lr), lr)
         data, callbacks = fit_parts(preset, st["epochs"], lr, images[tr], masks[tr], images[va], masks[va],
@@ -112,7 +112,7 @@ def train_fold(run: runs.Run, fold: int, backbone: str, weights: str | None) -> 
                                 verbose=run.verbose, save_every_s=run.save_every_s, pace=run.pace)
         stage.mark_done(stage_dir, {"best_val_loss": state["best"], "best_epoch": state["best_epoch"] + 1})
         prev = stage_dir
-    model = reuse.loaded(model_key(run, backbone, preset["stages"][-1]["frozen"]), Stage(prev).best)
+    model = reuse.loaded(model_key(run, backbone, preset["stages"][-1]["frozen"]), StageFiles(prev).best)
     p_empty = predict_outputs(model, images[va], tta=True, batch_size=2 * preset["batch_size"])["empty"]
     kfold.save_fold(run.dir, fold, va, p_empty=p_empty)
 

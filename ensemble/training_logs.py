@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from salt.layout import ModelRun, Out, Stage
+from salt.layout import ModelRun, Out, StageFiles
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ def segmenter_stages(out: Path) -> list[Stage]:
             detail = ", ".join(x for x in (str(rnd.get("loss", "")),
                                            f"lr {rnd['lr']:g}" if isinstance(rnd.get("lr"), (int, float)) else "")
                                if x)
-            stages.append(Stage("segmenter", fold, f"round {r}", detail, Stage(run_dir.round_dir(r, fold)).log,
+            stages.append(Stage("segmenter", fold, f"round {r}", detail, StageFiles(run_dir.round_dir(r, fold)).log,
                                 rnd.get("epochs")))
     return stages
 
@@ -154,7 +154,7 @@ def classifier_stages(out: Path) -> list[Stage]:
             detail = ", ".join(x for x in ("encoder frozen" if s.get("frozen") else "",
                                            f"lr {lr:g}" if isinstance(lr, (int, float)) else "") if x)
             stages.append(Stage("classifier", fold, str(s["name"]), detail,
-                                Stage(run_dir.stage_dir(fold, s["name"])).log, s.get("epochs")))
+                                StageFiles(run_dir.stage_dir(fold, s["name"])).log, s.get("epochs")))
     return stages
 
 

@@ -70,7 +70,7 @@ class Data:
 
 
 @dataclass(frozen=True)
-class Stage:
+class StageFiles:
     """One training stage's folder (training.stage writes it)."""
     dir: Path
 

@@ -16,7 +16,7 @@ import numpy as np
 
 import segmenter.unet  # noqa: F401  (registers the custom layers that the checkpoints use)
 from salt.cli import UserError, run_cli
-from salt.layout import ModelRun, Stage
+from salt.layout import ModelRun, StageFiles
 from segmenter.rounds import snapshot_rounds
 from training.predict import predict_command
 
@@ -29,7 +29,7 @@ def fold_models(run_dir: Path) -> dict[int, list[Path]]:
     run = json.loads(files.run_json.read_text())
     paths = {}
     for k in range(run["folds"]):
-        paths[k] = [Stage(files.round_dir(r, k)).best for r in snapshot_rounds(run["config"])]
+        paths[k] = [StageFiles(files.round_dir(r, k)).best for r in snapshot_rounds(run["config"])]
         missing = [p for p in paths[k] if not p.exists()]
         if missing:
             raise UserError(f"{missing[0]}: checkpoint missing; run `make train-segmenter` first")

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 
 from salt.cli import UserError, run_cli, settings_table
-from salt.layout import Data, Stage
+from salt.layout import Data, StageFiles
 from salt.metric import competition_score, image_scores
 from segmenter import encoders, losses, pseudo
 from segmenter.rounds import all_rounds, snapshot_rounds
@@ -156,7 +156,7 @@ def train_round(run: runs.Run, fold: int, r: int, rnd: dict, prev, encoder_path,
     devices.new_session(seed, run.precision, preset["batch_size"], clear=reuse.kept(key) is None)
     fresh = build_model(preset, encoder_path if prev is None else None)
     if prev is not None:
-        stage.copy_weights(Stage(prev).best, fresh)
+        stage.copy_weights(StageFiles(prev).best, fresh)
     model = reuse.compiled(key, fresh, lambda m: compile_model(m, preset, rnd), rnd["lr"])
     data, callbacks = fit_parts(preset, rnd, images, masks, train.images[va], train.masks[va], seed=seed)
     state = stage.fit_stage(model, stage_dir, data, rnd["epochs"], MONITOR, "max", callbacks,
@@ -171,7 +171,7 @@ def save_oof(run: runs.Run, fold: int) -> None:
     _, va = kfold.fold_split(run.folds, fold)
     arrays, rounds = {}, all_rounds(run.preset)
     for r in range(1, len(rounds) + 1):
-        model = reuse.loaded(model_key(run, rounds[r - 1]), Stage(run.paths.round_dir(r, fold)).best)
+        model = reuse.loaded(model_key(run, rounds[r - 1]), StageFiles(run.paths.round_dir(r, fold)).best)
         probs = predict_outputs(model, run.train.images[va], tta=run.preset["tta"],
                                 batch_size=2 * run.preset["batch_size"])
         arrays[f"prob_round{r}"], arrays[f"p_salt_round{r}"] = probs["mask"], probs["salt"]
@@ -189,7 +189,7 @@ def train_fold(run: runs.Run, fold: int, encoder_path, test_dir: Path) -> None:
     for r, rnd in enumerate(all_rounds(run.preset), 1):
         extra = None
         if rnd.get("pseudo"):  # labelled by this fold's model of the round before (segmenter.pseudo)
-            extra = pseudo.pseudo_labels(run.paths.pseudo(r, fold), test_dir, Stage(prev).best,
+            extra = pseudo.pseudo_labels(run.paths.pseudo(r, fold), test_dir, StageFiles(prev).best,
                                          run.preset["pseudo"], 2 * run.preset["batch_size"])
         prev = train_round(run, fold, r, rnd, prev, encoder_path, extra)
     save_oof(run, fold)

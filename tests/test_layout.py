@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from salt.cli import UserError
-from salt.layout import Data, ModelRun, Out, Stage
+from salt.layout import Data, ModelRun, Out, StageFiles
 from salt.oof import read_oof, write_oof
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,7 +35,7 @@ def test_out_keeps_the_layout_of_existing_runs():
         "o/segmenter/run.json", "o/segmenter/metrics.json", "o/segmenter/oof.npz", "o/segmenter/oof/fold3.npz",
         "o/segmenter/pred-submit.npz", "o/segmenter/round2/fold4", "o/segmenter/round3/pseudo-fold1.npz"]
     assert str(clf.stage_dir(0, "head")) == "o/classifier/fold0/head"
-    s = Stage("st")
+    s = StageFiles("st")
     assert [str(p) for p in (s.best, s.log, s.state, s.done, s.resume(7))] == [
         "st/best.keras", "st/log.csv", "st/state.json", "st/done.json", "st/last-7.weights.h5"]
     with pytest.raises(ValueError):

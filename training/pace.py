@@ -14,7 +14,7 @@ import time
 import keras
 import numpy as np
 
-from salt.layout import Stage
+from salt.layout import StageFiles
 from training import stage
 
 
@@ -25,7 +25,7 @@ def epochs_left(stages) -> int:
     for stage_dir, epochs in stages:
         if stage.is_done(stage_dir):
             continue
-        state = Stage(stage_dir).state
+        state = StageFiles(stage_dir).state
         trained = json.loads(state.read_text()).get("epoch", 0) if state.exists() else 0
         left += max(0, int(epochs) - int(trained))
     return left

@@ -30,7 +30,7 @@ import numpy as np
 
 from salt.cli import UserError
 from salt.io import atomic_path, write_json
-from salt.layout import Stage
+from salt.layout import StageFiles
 from training import devices
 
 SAVE_EVERY_S = 60.0
@@ -41,18 +41,18 @@ class Diverged(UserError):
 
 
 def is_done(stage_dir: Path) -> bool:
-    return Stage(stage_dir).done.exists()
+    return StageFiles(stage_dir).done.exists()
 
 
 def mark_done(stage_dir: Path, record: dict) -> None:
     """Marks a stage finished; its resume files are no longer needed."""
-    write_json(Stage(stage_dir).done, record)
-    for f in Path(stage_dir).glob(Stage.RESUME_GLOB):
+    write_json(StageFiles(stage_dir).done, record)
+    for f in Path(stage_dir).glob(StageFiles.RESUME_GLOB):
         f.unlink()
 
 
 def read_done(stage_dir: Path) -> dict:
-    return json.loads(Stage(stage_dir).done.read_text())
+    return json.loads(StageFiles(stage_dir).done.read_text())
 
 
 def rng_variables(model) -> list:
@@ -82,7 +82,7 @@ class ResumableCheckpoint(keras.callbacks.Callback):
                  save_every_s: float = SAVE_EVERY_S):
         super().__init__()
         self.dir = Path(stage_dir)
-        self.files = Stage(self.dir)
+        self.files = StageFiles(self.dir)
         self.monitor, self.mode, self.epochs, self.save_every_s = monitor, mode, epochs, save_every_s
         self.state = {"epoch": 0, "best": None, "best_epoch": None}
         if self.files.state.exists():
@@ -182,9 +182,9 @@ def fit_stage(model: keras.Model, stage_dir: Path, train_data, epochs: int, moni
     if hasattr(train_data, "set_epoch"):  # AugmentedBatches: an endless stream that starts at this epoch
         train_data.set_epoch(initial_epoch)
         fit_kwargs.setdefault("steps_per_epoch", len(train_data))
-    _trim_log(Stage(stage_dir).log, initial_epoch)
+    _trim_log(StageFiles(stage_dir).log, initial_epoch)
     all_callbacks = [*callbacks, EpochTimer(), *([pace] if pace is not None else []), checkpoint,
-                     keras.callbacks.CSVLogger(str(Stage(stage_dir).log), append=True)]
+                     keras.callbacks.CSVLogger(str(StageFiles(stage_dir).log), append=True)]
     if initial_epoch < epochs:
         try:
             if devices.step_loop() and hasattr(train_data, "set_epoch") and set(fit_kwargs) == {"steps_per_epoch"}:
@@ -198,7 +198,7 @@ def fit_stage(model: keras.Model, stage_dir: Path, train_data, epochs: int, moni
             if hasattr(train_data, "close"):  # the batches' worker threads
                 train_data.close()
     if checkpoint.state["best"] is None or not np.isfinite(checkpoint.state["best"]):
-        raise Diverged(f"{stage_dir}: training diverged (no finite {monitor}); see {Stage(stage_dir).log}")
+        raise Diverged(f"{stage_dir}: training diverged (no finite {monitor}); see {StageFiles(stage_dir).log}")
     return checkpoint.state
 
 
