@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import shutil
 import zipfile
 
 import h5py
@@ -90,6 +91,24 @@ def _fit(stage_dir, callbacks=(), save_every_s=0.0, epochs=EPOCHS, every=1):
     return model, state
 
 
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """One uninterrupted run of ``_fit`` (model, state, stage folder), shared by the tests that compare with
+    it: they only read it."""
+    stage_dir = tmp_path_factory.mktemp("straight") / "s"
+    model, state = _fit(stage_dir)
+    return model, state, stage_dir
+
+
+@pytest.fixture(scope="module")
+def killed_after_2(tmp_path_factory):
+    """A run of ``_fit`` killed at the end of epoch 3 of 4, before its checkpoint; tests resume a copy of it."""
+    stage_dir = tmp_path_factory.mktemp("killed") / "s"
+    with pytest.raises(KeyboardInterrupt):
+        _fit(stage_dir, [_Kill(after_epoch=2)])
+    return stage_dir
+
+
 def _assert_same_weights(a, b):
     assert len(a.get_weights()) == len(b.get_weights())
     for x, y in zip(a.get_weights(), b.get_weights()):
@@ -124,13 +143,12 @@ def test_step_loop_trains_what_fit_trains():
     assert len(loop_steps) == 3 * 4
 
 
-def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path, straight, killed_after_2):
     """Killed at the end of epoch 3 of 4, before its checkpoint, and resumed: epoch 3 runs again with the
     same batches, augmentations and dropout masks, and the result is the same weights, optimizer steps,
     best value and log as one uninterrupted run."""
-    straight, straight_state = _fit(tmp_path / "straight")
-    with pytest.raises(KeyboardInterrupt):
-        _fit(tmp_path / "killed", [_Kill(after_epoch=2)])
+    straight, straight_state, straight_dir = straight
+    shutil.copytree(killed_after_2, tmp_path / "killed")
     state = json.loads((tmp_path / "killed" / "state.json").read_text())
     assert state["epoch"] == 2 and len(state["rng"]) == 1
     assert [p.name for p in (tmp_path / "killed").glob("last-*.weights.h5")] == ["last-2.weights.h5"]
@@ -140,16 +158,15 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     assert resumed_state == straight_state
     log = pd.read_csv(tmp_path / "killed" / "log.csv")
     assert log["epoch"].tolist() == [0, 1, 2, 3]
-    assert log["val_score"].to_numpy() == pytest.approx(pd.read_csv(tmp_path / "straight" / "log.csv")["val_score"])
+    assert log["val_score"].to_numpy() == pytest.approx(pd.read_csv(straight_dir / "log.csv")["val_score"])
     assert not list((tmp_path / "killed").glob(".tmp-*")), "no temporary file is left behind"
 
 
-def test_resume_without_generator_state_differs(tmp_path, monkeypatch):
+def test_resume_without_generator_state_differs(tmp_path, straight, killed_after_2):
     """The dropout generators' state matters: resumed without it, the weights differ (so the test above
     can fail for that reason)."""
-    straight, _ = _fit(tmp_path / "straight")
-    with pytest.raises(KeyboardInterrupt):
-        _fit(tmp_path / "killed", [_Kill(after_epoch=2)])
+    straight = straight[0]
+    shutil.copytree(killed_after_2, tmp_path / "killed")
     state_path = tmp_path / "killed" / "state.json"
     state = json.loads(state_path.read_text())
     state["rng"] = [[7, 0]]  # a fresh generator
@@ -158,10 +175,10 @@ def test_resume_without_generator_state_differs(tmp_path, monkeypatch):
     assert any(not np.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(straight.get_weights(), resumed.get_weights()))
 
 
-def test_resume_state_is_written_about_once_a_minute(tmp_path):
+def test_resume_state_is_written_about_once_a_minute(tmp_path, straight):
     """With the default interval a short stage writes its resume state at the end only; killed before
     that, it starts again and still logs every epoch once and ends with the same weights."""
-    straight, _ = _fit(tmp_path / "straight")
+    straight = straight[0]
     with pytest.raises(KeyboardInterrupt):
         _fit(tmp_path / "killed", [_Kill(after_epoch=2)], save_every_s=stage.SAVE_EVERY_S)
     assert not (tmp_path / "killed" / "state.json").exists() and not (tmp_path / "killed" / "best.keras").exists()
@@ -171,15 +188,15 @@ def test_resume_state_is_written_about_once_a_minute(tmp_path):
     _assert_same_weights(straight, resumed)
 
 
-def test_best_checkpoint_is_the_best_epoch_without_optimizer(tmp_path):
-    model, state = _fit(tmp_path / "s")
-    scores = pd.read_csv(tmp_path / "s" / "log.csv")["val_score"].tolist()
+def test_best_checkpoint_is_the_best_epoch_without_optimizer(straight):
+    _, state, stage_dir = straight
+    scores = pd.read_csv(stage_dir / "log.csv")["val_score"].tolist()
     assert state["best"] == pytest.approx(max(scores)) and state["best_epoch"] == int(np.argmax(scores))
-    best = keras.saving.load_model(tmp_path / "s" / "best.keras", compile=False)
+    best = keras.saving.load_model(stage_dir / "best.keras", compile=False)
     images, masks = _data()
     prob = 1 / (1 + np.exp(-best.predict(images[16:, ..., None] / np.float32(255), verbose=0)[..., 0]))
     assert -float(np.mean(np.abs(prob - masks[16:]))) == pytest.approx(max(scores), rel=1e-4)
-    with zipfile.ZipFile(tmp_path / "s" / "best.keras") as z:
+    with zipfile.ZipFile(stage_dir / "best.keras") as z:
         with h5py.File(io.BytesIO(z.read("model.weights.h5")), "r") as f:
             names = []
             f.visit(names.append)
@@ -187,11 +204,10 @@ def test_best_checkpoint_is_the_best_epoch_without_optimizer(tmp_path):
     assert any("batch_normalization" in n for n in names)
 
 
-def test_validating_every_few_epochs_keeps_the_best_of_those(tmp_path):
+def test_validating_every_few_epochs_keeps_the_best_of_those(tmp_path, straight):
     """every=3 over 4 epochs validates epochs 3 and 4 only (0-based 2 and 3): the others log NaN, training is
     unchanged (the validated scores equal an every-epoch run's), and the checkpoint is the better of the two."""
-    _fit(tmp_path / "all")
-    every_epoch = pd.read_csv(tmp_path / "all" / "log.csv")["val_score"].to_numpy()
+    every_epoch = pd.read_csv(straight[2] / "log.csv")["val_score"].to_numpy()
     _, state = _fit(tmp_path / "few", every=3)
     few = pd.read_csv(tmp_path / "few" / "log.csv")["val_score"].to_numpy()
     assert np.isnan(few[:2]).all() and np.isfinite(few[2:]).all()
