@@ -40,11 +40,11 @@ import keras
 from keras import layers
 
 from salt.cli import UserError
+from salt.data import IMG_SIZE
 from segmenter import encoders
 from training import weights
 from training.layers import ImageNetNormalize
 
-IMG_SIZE = 101
 _BASE = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
 # name -> constructor, preprocessing mode, default/min input size, Keras' notop
@@ -119,12 +119,12 @@ def resolve_encoder_weights(backbone: str, encoder_weights: str) -> tuple[str | 
     return weights.resolve(encoder_weights, lambda: find_imagenet(backbone))
 
 
-def registry_backbone(name: str, size: int, path: str | None) -> keras.Model:
+def registry_backbone(name: str, size: int, path: str | None, device: dict | None = None) -> keras.Model:
     """A registry encoder as a pooled backbone: its classification features (``pooled_args``), global
     average pooling; ImageNet weights loaded by the registry's loader where ``path`` is given."""
     enc = encoders.get(name)
     inp = keras.Input((size, size, 3), name="rgb")
-    feats = enc.features(inp, **enc.pooled_args)
+    feats = enc.features(inp, device=device, **enc.pooled_args)
     net = keras.Model(inp, layers.GlobalAveragePooling2D(name="avg_pool")(feats[-1]), name=BACKBONE_LAYER)
     if path is not None:
         enc.load_weights(net, path)
@@ -136,12 +136,14 @@ def build_classifier(
     input_size: int | None = None,
     encoder_weights: str = "imagenet",
     dropout: float = 0.3,
+    device: dict | None = None,
 ) -> tuple[keras.Model, str]:
     """Build the P(empty) classifier; returns (model, encoder_init).
 
     input_size None -> the backbone's default (BACKBONES[...]["default_input_size"]).
     Output "empty" is a float32 logit of shape (N, 1): P(empty) = sigmoid(logit).
-    encoder_init is "imagenet", "random" or "file:PATH".
+    encoder_init is "imagenet", "random" or "file:PATH". device: the layers' choices for the device
+    (training.devices.layer_choices), given to a registry encoder; None leaves its defaults.
     """
     if backbone not in BACKBONE_NAMES:
         raise UserError(f"unknown classifier backbone {backbone!r}; choose from {sorted(BACKBONE_NAMES)}")
@@ -153,7 +155,7 @@ def build_classifier(
         raise UserError(f"classifier dropout must be in [0, 1), got {dropout}")
     path, encoder_init = resolve_encoder_weights(backbone, encoder_weights)
     try:
-        net = registry_backbone(backbone, size, path) if backbone in ENCODER_BACKBONES else spec["constructor"](
+        net = registry_backbone(backbone, size, path, device) if backbone in ENCODER_BACKBONES else spec["constructor"](
             include_top=False,
             weights=path,
             input_shape=(size, size, 3),

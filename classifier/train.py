@@ -101,7 +101,8 @@ def train_fold(run: runs.Run, fold: int, backbone: str, weights: str | None) -> 
               f"{'encoder frozen' if st['frozen'] else 'whole network'}", flush=True)
         key = model_key(run, backbone, st["frozen"])
         devices.new_session(100 * s + fold, run.precision, preset["batch_size"], clear=reuse.kept(key) is None)
-        fresh, _ = build_classifier(backbone, preset["input_size"], weights or "none", preset["dropout"])
+        fresh, _ = build_classifier(backbone, preset["input_size"], weights or "none", preset["dropout"],
+                                    device=devices.layer_choices())
         if prev is not None:
             stage.copy_weights(StageFiles(prev).best, fresh)
         fresh.get_layer(BACKBONE_LAYER).trainable = not st["frozen"]

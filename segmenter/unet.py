@@ -18,10 +18,9 @@ import math
 import keras
 from keras import layers as L, ops
 
+from salt.data import IMG_SIZE
 from segmenter import encoders, losses  # noqa: F401  (losses: registered so compiled .keras files reload)
 from training.layers import ImageNetNormalize
-
-IMG_SIZE = 101
 
 
 @keras.saving.register_keras_serializable(package="segmenter")
@@ -82,7 +81,7 @@ def deep_supervision_names(blocks: int) -> list[str]:
 def build_unet(encoder="seresnext50", encoder_args=None, input_size=128, fit="pad",
                decoder_filters=(256, 128, 64, 32, 16), dropout=0.3, edge=False, encoder_weights=None,
                hypercolumn=True, salt_units=64, dropout_before_head_bn=True, head_kernel=3, deep_supervision=False,
-               name="unet"):
+               name="unet", device=None):
     """U-Net: input (N,101,101,1) float32 in [0,1] -> {"mask", "salt"[, "edge"]} float32 logits.
 
     encoder: a name of segmenter.encoders.ENCODERS, built with ``encoder_args``. input_size: the network's
@@ -95,6 +94,8 @@ def build_unet(encoder="seresnext50", encoder_args=None, input_size=128, fit="pa
     the head's convolution over the hypercolumn (3; 1 costs a ninth of it at full resolution). The global
     mixed-precision policy is respected; all outputs are float32. deep_supervision: a 1x1 convolution on
     every decoder block but the last gives a mask logit, upsampled bilinearly to full size ("mask_ds{i}").
+    device: the layers' choices for the device the network runs on (training.devices.layer_choices), given
+    to the encoder (segmenter.encoders); None leaves its defaults, right on every device.
     """
     if fit not in ("pad", "resize"):
         raise ValueError(f"fit must be 'pad' or 'resize', got {fit!r}")
@@ -110,7 +111,7 @@ def build_unet(encoder="seresnext50", encoder_args=None, input_size=128, fit="pa
     else:
         x = L.Resizing(input_size, input_size, interpolation="bilinear", name="resize_in", dtype="float32")(x)
 
-    feats = spec.features(x, **(encoder_args or {}))
+    feats = spec.features(x, device=device, **(encoder_args or {}))
     deepest = input_size // feats[-1].shape[1]
     if feats[-1].shape[1] * deepest != input_size:
         raise ValueError(f"input_size {input_size} is not a multiple of the encoder's stride {deepest}")

@@ -19,9 +19,8 @@ import numpy as np
 import keras
 from keras import layers
 
-from segmenter.encoders import pretrained
+import segmenter.encoders.pretrained as pretrained
 from segmenter.encoders.pretrained import Pretrained
-from training import devices
 from training.layers import IMAGENET_MEAN as MEAN, IMAGENET_STD as STD
 
 ARCH = "se_resnext50_32x4d"
@@ -45,12 +44,21 @@ def _bn(x, name):
 
 @keras.saving.register_keras_serializable(package="segmenter")
 class GroupedConv2D(layers.Conv2D):
-    """Conv2D with ``groups``, the same weights and results, computed on TensorFlow on a CPU as one
-    convolution per group: TensorFlow's own grouped convolution has a CPU gradient 60-400x slower than
-    that. On a GPU (cuDNN) and on the other backends the native grouped convolution runs."""
+    """Conv2D with ``groups``, the same weights and results, computed as one convolution per group where
+    ``split_groups`` (the default, right on every backend and device), else as the backend's grouped
+    convolution. Whoever builds the network knows the device and chooses (training.devices.layer_choices):
+    TensorFlow's grouped convolution has a CPU gradient 60-400x slower than the split one; on a GPU (cuDNN)
+    and on the other backends the native one runs."""
+
+    def __init__(self, *args, split_groups: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.split_groups = bool(split_groups)
+
+    def get_config(self):
+        return {**super().get_config(), "split_groups": self.split_groups}
 
     def convolution_op(self, inputs, kernel):
-        if self.groups == 1 or keras.backend.backend() != "tensorflow" or devices.has_gpu():
+        if self.groups == 1 or not self.split_groups:
             return super().convolution_op(inputs, kernel)
         xs = keras.ops.split(inputs, self.groups, axis=-1)
         ks = keras.ops.split(kernel, self.groups, axis=-1)
@@ -59,12 +67,14 @@ class GroupedConv2D(layers.Conv2D):
                             dilation_rate=self.dilation_rate) for x, k in zip(xs, ks)], axis=-1)
 
 
-def _conv(x, filters, kernel, stride=1, padding=0, groups=1, name=None):
+def _conv(x, filters, kernel, stride=1, padding=0, groups=1, name=None, split_groups=True):
     """PyTorch-style conv without bias: explicit symmetric zero padding, then a 'valid' convolution."""
     if padding:
         x = layers.ZeroPadding2D(padding, name=f"{name}_pad")(x)
-    conv = GroupedConv2D if groups > 1 else layers.Conv2D
-    return conv(filters, kernel, strides=stride, padding="valid", groups=groups, use_bias=False, name=name)(x)
+    if groups > 1:
+        return GroupedConv2D(filters, kernel, strides=stride, padding="valid", groups=groups, use_bias=False,
+                             name=name, split_groups=split_groups)(x)
+    return layers.Conv2D(filters, kernel, strides=stride, padding="valid", use_bias=False, name=name)(x)
 
 
 def stage_channels(width=1.0, groups=32, base_width=4):
@@ -84,11 +94,11 @@ def _se_module(x, channels, reduction, name):
     return layers.Multiply(name=f"{name}_scale")([x, s])
 
 
-def _bottleneck(x, inner, out_ch, stride, groups, reduction, downsample, name):
+def _bottleneck(x, inner, out_ch, stride, groups, reduction, downsample, name, split_groups=True):
     """SEResNeXtBottleneck: 1x1 -> grouped 3x3 (stride here) -> 1x1, SE, residual add, ReLU."""
     y = _conv(x, inner, 1, name=f"{name}_conv1")
     y = layers.ReLU(name=f"{name}_relu1")(_bn(y, f"{name}_bn1"))
-    y = _conv(y, inner, 3, stride=stride, padding=1, groups=groups, name=f"{name}_conv2")
+    y = _conv(y, inner, 3, stride=stride, padding=1, groups=groups, name=f"{name}_conv2", split_groups=split_groups)
     y = layers.ReLU(name=f"{name}_relu2")(_bn(y, f"{name}_bn2"))
     y = _bn(_conv(y, out_ch, 1, name=f"{name}_conv3"), f"{name}_bn3")
     y = _se_module(y, out_ch, reduction, f"{name}_se_module")
@@ -98,11 +108,13 @@ def _bottleneck(x, inner, out_ch, stride, groups, reduction, downsample, name):
     return layers.ReLU(name=f"{name}_relu")(y)
 
 
-def build_encoder(input_tensor, layers=(3, 4, 6, 3), width=1.0, groups=32, base_width=4, reduction=16):
+def build_encoder(input_tensor, layers=(3, 4, 6, 3), width=1.0, groups=32, base_width=4, reduction=16,
+                  split_groups=True):
     """SE-ResNeXt feature tensors for a U-Net, from an (already normalised) RGB tensor.
 
     Returns [stem (stride 2, before the max pool), layer1 (stride 4), layer2 (8), layer3 (16), layer4 (32)].
-    `layers` = blocks per stage, `width` multiplies all channel counts (groups are kept).
+    `layers` = blocks per stage, `width` multiplies all channel counts (groups are kept); `split_groups`:
+    the grouped convolutions' device choice (GroupedConv2D).
     """
     blocks = layers
     from keras import layers as L  # the argument `layers` shadows the module
@@ -120,7 +132,8 @@ def build_encoder(input_tensor, layers=(3, 4, 6, 3), width=1.0, groups=32, base_
         for b in range(n):
             stride = 2 if (s > 0 and b == 0) else 1
             downsample = b == 0 and (stride != 1 or in_ch != out_ch)
-            x = _bottleneck(x, inner, out_ch, stride, groups, reduction, downsample, f"layer{s + 1}_{b}")
+            x = _bottleneck(x, inner, out_ch, stride, groups, reduction, downsample, f"layer{s + 1}_{b}",
+                            split_groups)
             in_ch = out_ch
         feats.append(x)
     return feats
@@ -128,7 +141,7 @@ def build_encoder(input_tensor, layers=(3, 4, 6, 3), width=1.0, groups=32, base_
 
 def se_resnext50_32x4d(input_shape=(224, 224, 3), include_top=True, classes=1000, weights=None,
                        input_tensor=None, layers=(3, 4, 6, 3), width=1.0, groups=32, base_width=4,
-                       reduction=16, name=ARCH):
+                       reduction=16, name=ARCH, split_groups=True):
     """SE-ResNeXt50 32x4d as a keras.Model, like a keras.applications function.
 
     Input: ImageNet-normalised RGB (see `preprocess_input`), channels last. include_top=True -> (N, classes)
@@ -138,7 +151,7 @@ def se_resnext50_32x4d(input_shape=(224, 224, 3), include_top=True, classes=1000
     """
     inp = keras.Input(shape=input_shape, name="image") if input_tensor is None else input_tensor
     feats = build_encoder(inp, layers=layers, width=width, groups=groups, base_width=base_width,
-                          reduction=reduction)
+                          reduction=reduction, split_groups=split_groups)
     x = feats[-1]
     if include_top:
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
