@@ -20,7 +20,7 @@ from salt.io import write_csv
 from salt.layout import Out
 
 
-def coverage_class(masks) -> np.ndarray:
+def coverage_decile(masks) -> np.ndarray:
     """Per mask: 0 if empty, else the decile 1..10 of its salt fraction (ceil(10 * fraction)), int64 (N,)."""
     masks = np.asarray(masks, dtype=bool)
     n = len(masks)
@@ -45,7 +45,7 @@ def make_folds(ids, masks, k=5, seed=42, groups=None) -> pd.DataFrame:
         raise UserError("duplicate ids given to make_folds")
     if len(ids) < k:
         raise UserError(f"cannot make {k} folds from {len(ids)} images")
-    cls = coverage_class(masks)
+    cls = coverage_decile(masks)
     fold = np.full(len(ids), -1, dtype=np.int64)
     if groups is None:
         split = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(len(ids)), cls)

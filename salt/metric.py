@@ -15,8 +15,8 @@ import numpy as np
 
 from salt.cli import UserError, run_cli
 
-THRESHOLDS = np.round(np.arange(0.5, 1.0, 0.05), 2)
-_T100 = np.arange(50, 100, 5, dtype=np.int64)  # THRESHOLDS * 100, exactly
+IOU_THRESHOLDS = np.round(np.arange(0.5, 1.0, 0.05), 2)  # the competition's: an image passes t when IoU > t
+_T100 = np.arange(50, 100, 5, dtype=np.int64)  # IOU_THRESHOLDS * 100, exactly
 
 
 def image_scores(truth, pred) -> np.ndarray:

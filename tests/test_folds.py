@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from salt.cli import UserError
-from salt.folds import coverage_class, load_or_make_folds, make_folds
+from salt.folds import coverage_decile, load_or_make_folds, make_folds
 
 
 def masks_with_counts(counts):
@@ -14,11 +14,11 @@ def masks_with_counts(counts):
     return m.reshape(-1, 101, 101)
 
 
-def test_coverage_class_hand_worked():
+def test_coverage_decile_hand_worked():
     # 10201 pixels: 10% is 1020.1 pixels
     counts = [0, 1, 1020, 1021, 2040, 2041, 5100, 5101, 9180, 9181, 10200, 10201]
     expected = [0, 1, 1, 2, 2, 3, 5, 6, 9, 10, 10, 10]
-    assert coverage_class(masks_with_counts(counts)).tolist() == expected
+    assert coverage_decile(masks_with_counts(counts)).tolist() == expected
 
 
 def random_masks(n, seed=0):
@@ -35,7 +35,7 @@ def test_make_folds_stratified_disjoint_covering_stable():
     assert list(df.columns) == ["id", "fold", "coverage_class"]
     assert df["id"].tolist() == ids  # input order, every id once
     assert sorted(df["fold"].unique()) == list(range(k))
-    assert df["coverage_class"].tolist() == coverage_class(masks).tolist()
+    assert df["coverage_class"].tolist() == coverage_decile(masks).tolist()
     sizes = df["fold"].value_counts()
     assert sizes.max() - sizes.min() <= 1 + 11  # near-equal fold sizes
     overall = df["coverage_class"].value_counts(normalize=True)

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from salt.metric import THRESHOLDS, competition_score, image_scores
+from salt.metric import IOU_THRESHOLDS, competition_score, image_scores
 from salt.rle import encode
 
 
@@ -36,7 +36,7 @@ def slow_score(truth, pred):
 
 
 def test_thresholds():
-    assert THRESHOLDS.tolist() == [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95]
+    assert IOU_THRESHOLDS.tolist() == [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95]
 
 
 @pytest.mark.parametrize("n_truth,n_pred,n_inter,expected", [
