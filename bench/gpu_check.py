@@ -1,7 +1,7 @@
 """A GPU check in one command: `make gpu-check DATA=...` (python -m bench.gpu_check --data DATA --out OUT).
 
 Installs nothing. Trains fold 0 of the full preset's segmenter with its epochs scaled down to fit a few
-minutes (``--epochs-scale``), through the trainer itself, then prints one table: epoch time, training
+minutes (``--epochs-scale``), through the trainer's own functions, then prints one table: epoch time, training
 images/s, achieved TFLOP/s and their share of a bfloat16 matmul rate measured in the same run, the fit
 epoch against its bare training steps (fit/step), peak device memory and the fold's score. Refuses to run
 without a GPU (``--allow-cpu`` for a smoke check of the command itself).
@@ -9,7 +9,6 @@ without a GPU (``--allow-cpu`` for a smoke check of the command itself).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from bench import hardware, subjects, timing
 from bench.flops import forward_flops
 from salt.cli import UserError, run_cli
 from salt.io import atomic_path, write_json
-from salt.layout import Out, StageFiles
+from salt.layout import StageFiles
 from training import devices, kfold
 
 
@@ -39,37 +38,29 @@ def main(argv=None) -> int:
     from segmenter import train
 
     start = time.perf_counter()
-    train_args = ["--data", str(args.data), "--out", str(args.out), "--preset", args.preset, "--folds", "5",
-                  "--only-fold", "0", "--epochs-scale", str(args.epochs_scale), "--verbose", "2"]
-    train.main(train_args)
+    run, _ = train.train(train.options(data=args.data, out=args.out, preset=args.preset, folds=5, only_fold=[0],
+                                       epochs_scale=args.epochs_scale, verbose="2"))
     wall = time.perf_counter() - start
-    out = Out(args.out)
-    run = json.loads(out.segmenter.run_json.read_text())
-    preset = run["config"]
-    logs = [pd.read_csv(StageFiles(d).log) for d in out.segmenter.round_dirs_found(0) if StageFiles(d).log.is_file()]
+    preset = run.preset
+    logs = [pd.read_csv(StageFiles(d).log) for d in run.paths.round_dirs_found(0) if StageFiles(d).log.is_file()]
     epochs = pd.concat(logs, ignore_index=True)
     steady = np.concatenate([log["epoch_s"].to_numpy()[1:] for log in logs if len(log) > 1]) \
         if any(len(log) > 1 for log in logs) else epochs["epoch_s"].to_numpy()
-    n_train = int((pd.read_csv(out.folds_csv)["fold"] != 0).sum())
+    n_train = int((run.folds["fold"] != 0).sum())
     images_per_epoch = n_train // preset["batch_size"] * preset["batch_size"]
     epoch_s = float(np.median(steady))
 
-    s = subjects.segmenter(args.preset, run["precision"])
+    s = subjects.segmenter(args.preset, run.precision)
     flops = forward_flops(s.model)
     steps = 10 if gpu else 2
     fit = timing.fit_vs_step(s, steps, max(s.batch, steps * s.batch // 4))
     dtype = "bfloat16" if gpu else "float32"
     rate = hardware.matmul_rate(dtype, 8192 if gpu else 1024, 50 if gpu else 3) / 1e12
-    index, arrays = kfold.load_fold(out.segmenter.dir, 0)
-    prob = arrays["prob"].astype(np.float32)
-    from salt.data import load_train
-    from salt.metric import competition_score
-
-    masks = load_train(args.data, cache_dir=out.cache).masks[index]
-    score = max(competition_score(masks, prob > t) for t in train.THRESHOLDS)
+    index, arrays = kfold.load_fold(run.dir, 0)
+    _, score = train.best_threshold(run.train.masks[index], arrays["prob"].astype(np.float32))
     train_tflops = 3 * flops * images_per_epoch / epoch_s / 1e12
     rows = [("device", hardware.describe()["name"]),
-            ("backend, precision", f"{devices.backend()}, {run['precision']}"),
+            ("backend, precision", f"{devices.backend()}, {run.precision}"),
             ("network", f"{preset['network']['encoder']} U-Net at {preset['network']['input_size']}, batch "
                         f"{preset['batch_size']}"),
             ("epochs trained (fold 0)", f"{len(epochs)} ({', '.join(str(len(log)) for log in logs)} per round)"),

@@ -34,14 +34,16 @@ from training.pace import Pace, epochs_left
 from training.predict import predict_outputs
 from training.validation import Validation
 
-THRESHOLDS = np.round(np.arange(0.30, 0.71, 0.05), 2)
+# The mask binarisation thresholds that validation and the trainer's out-of-fold scores try (coarser than
+# the ensemble's tuning, which decides the submission's).
+VALIDATION_MASK_THRESHOLDS = np.round(np.arange(0.30, 0.71, 0.05), 2)
 
 
 def best_threshold(masks: np.ndarray, prob: np.ndarray) -> tuple[float, float]:
     """The binarisation threshold with the best competition score, and that score."""
-    scores = [competition_score(masks, prob > t) for t in THRESHOLDS]
+    scores = [competition_score(masks, prob > t) for t in VALIDATION_MASK_THRESHOLDS]
     i = int(np.argmax(scores))
-    return float(THRESHOLDS[i]), float(scores[i])
+    return float(VALIDATION_MASK_THRESHOLDS[i]), float(scores[i])
 
 
 def validation_score(masks: np.ndarray):
@@ -70,7 +72,8 @@ def make_targets(edge: bool, deep: list[str] = ()):
 
 
 def build_model(preset: dict, encoder_weights: str | None) -> keras.Model:
-    return build_unet(**preset["network"], encoder_weights=encoder_weights)
+    """The preset's U-Net, its layers' device choices made for this machine."""
+    return build_unet(**preset["network"], encoder_weights=encoder_weights, device=devices.layer_choices())
 
 
 def optimizer(preset: dict, lr: float) -> keras.optimizers.Optimizer:
@@ -217,12 +220,29 @@ def collect_oof(run: runs.Run) -> dict:
                         "score_salt_images": float(scores[~empty].mean())}}
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m segmenter.train", description=__doc__.splitlines()[0])
     runs.add_run_args(p, PRESETS)
     p.add_argument("--edge", choices=["on", "off"], help="override the preset's edge channel")
     p.add_argument("--rounds", type=int, help="train only the preset's first ROUNDS rounds")
-    args = p.parse_args(argv)
+    return p
+
+
+def options(**given) -> argparse.Namespace:
+    """The trainer's options for a caller other than the command line: every option at its default, but
+    those ``given`` (by their attribute names: data, out, preset, folds, only_fold, epochs_scale, ...)."""
+    args = parser().parse_args([])
+    unknown = sorted(set(given) - set(vars(args)))
+    if unknown:
+        raise TypeError(f"unknown segmenter.train option {unknown[0]!r}")
+    vars(args).update(given)
+    return args
+
+
+def train(args: argparse.Namespace) -> tuple[runs.Run, dict | None]:
+    """The whole run of ``python -m segmenter.train``: every fold asked for trained (finished ones
+    skipped), and once all folds are there, the out-of-fold scores. Returns (the run, its metrics; None
+    while folds are missing)."""
     run = runs.start_run(args, PRESETS, "segmenter", "rounds")
     if args.rounds is not None:
         if not 1 <= args.rounds <= len(run.preset["rounds"]):
@@ -243,10 +263,15 @@ def main(argv=None) -> int:
     print(f"segmenter: preset {run.name} (encoder init: {init}, {len(run.train.ids)} images, {run.k} folds)\n"
           f"{settings_table(run.preset)}", flush=True)
     if not kfold.train_folds(run, lambda fold: train_fold(run, fold, encoder_path, Data(args.data).test_images)):
-        return 0
+        return run, None
     metrics = run.write_metrics(collect_oof(run), init)
     print(f"segmenter: out-of-fold score {metrics['overall']['score']:.4f} at threshold "
           f"{metrics['overall']['threshold']:.2f} (encoder init: {init}) -> {run.paths.metrics_json}")
+    return run, metrics
+
+
+def main(argv=None) -> int:
+    train(parser().parse_args(argv))
     return 0
 
 
