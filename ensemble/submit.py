@@ -36,7 +36,7 @@ import pandas as pd
 
 from ensemble.inputs import (HINT_TUNE, load_clf_pred_meta, load_mosaic, load_seg_pred_meta, npz_chunks,
                              read_json)
-from ensemble.tune import TileContext, apply_rules, describe, submit_context
+from ensemble.rules import TileContext, apply_rules, describe, submit_context
 from salt.cli import UserError, run_cli
 from salt.layout import Data, Out
 

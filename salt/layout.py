@@ -14,7 +14,7 @@ OUT, what the runs write::
                  oof/fold{k}.npz (one fold's, while training), pred-NAME.npz (a test prediction),
                  round{r}/fold{k}/ (a stage, below), round{r}/pseudo-fold{k}.npz (pseudo-labels)
     classifier/  run.json, metrics.json, oof.npz, oof/fold{k}.npz, pred-NAME.npz, fold{k}/{stage name}/
-    ensemble/    tuning.json, submit.json
+    ensemble/    tuning.json, oof-tuned.npz (the out-of-fold masks under the tuned rules), submit.json
 
 A stage folder (training.stage): best.keras, log.csv, state.json + last-EPOCH.weights.h5 (the resume
 point), done.json (written last).
@@ -215,6 +215,11 @@ class Out:
     def tuning_json(self) -> Path:
         """The rules tuned on the out-of-fold predictions (ensemble.tune)."""
         return self.ensemble / "tuning.json"
+
+    @property
+    def tuned_oof(self) -> Path:
+        """The out-of-fold masks and scores under the tuned rules, as the tuning made them (ensemble.tuned)."""
+        return self.ensemble / "oof-tuned.npz"
 
     @property
     def submit_json(self) -> Path:

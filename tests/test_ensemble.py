@@ -19,8 +19,10 @@ from salt.io import save_npz, write_csv, write_json
 from salt.metric import competition_score, image_scores
 from salt.rle import encode
 from salt.rle import read_rle_csv
-from ensemble.tune import (THRESHOLDS, TileContext, apply_rules, decide, oof_context, submit_context,
-                           threshold_tables, tune, tune_arrays)
+from ensemble.nested import decide, tune_arrays
+from ensemble.rules import TileContext, apply_rules, oof_context, submit_context
+from ensemble.tables import MASK_THRESHOLDS, threshold_tables
+from ensemble.tune import tune
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -238,8 +240,8 @@ def test_threshold_tables_match_the_metric():
     truth[:3] = False
     prob = np.clip(truth * 0.4 + rng.uniform(0, 0.6, truth.shape), 0, 1).astype(np.float16)
     prob[4] = 0.5  # every pixel exactly on a threshold of the grid
-    score, area = threshold_tables(truth, prob, THRESHOLDS, chunk=4)
-    for j, t in enumerate(THRESHOLDS):
+    score, area = threshold_tables(truth, prob, MASK_THRESHOLDS, chunk=4)
+    for j, t in enumerate(MASK_THRESHOLDS):
         pred = prob.astype(np.float64) > t
         np.testing.assert_array_equal(area[j], pred.reshape(n, -1).sum(axis=1))
         np.testing.assert_array_equal(score[j], image_scores(truth, pred))
@@ -253,19 +255,19 @@ def test_threshold_is_brute_force_best():
     prob = np.clip(blur(truth, 4) * 0.7 + rng.normal(0.15, 0.15, truth.shape), 0, 1).astype(np.float16)
     fold = np.arange(n) % 3
     res = tune_arrays(truth, prob, np.full(n, 0.5), None, fold)
-    brute = [competition_score(truth, prob.astype(np.float64) > t) for t in THRESHOLDS]
+    brute = [competition_score(truth, prob.astype(np.float64) > t) for t in MASK_THRESHOLDS]
     best = first_best(brute)
-    assert res["params"]["threshold"] == pytest.approx(THRESHOLDS[best])
+    assert res["params"]["threshold"] == pytest.approx(MASK_THRESHOLDS[best])
     assert res["steps"][0]["overall"] == pytest.approx(brute[best])
     np.testing.assert_allclose(res["sweeps"]["threshold"]["score"], brute)
     assert len(set(np.round(brute, 6))) > 3  # the threshold matters here
-    per_fold = [competition_score(truth[fold == k], prob[fold == k].astype(np.float64) > THRESHOLDS[best])
+    per_fold = [competition_score(truth[fold == k], prob[fold == k].astype(np.float64) > MASK_THRESHOLDS[best])
                 for k in range(3)]
     np.testing.assert_allclose(res["steps"][0]["folds"], per_fold)
     # nested: fold k is scored with the threshold that is best on the other two folds
     for k in range(3):
-        other = [competition_score(truth[fold != k], prob[fold != k].astype(np.float64) > t) for t in THRESHOLDS]
-        t_k = THRESHOLDS[first_best(other)]  # here two thresholds tie on each pair of folds
+        other = [competition_score(truth[fold != k], prob[fold != k].astype(np.float64) > t) for t in MASK_THRESHOLDS]
+        t_k = MASK_THRESHOLDS[first_best(other)]  # here two thresholds tie on each pair of folds
         assert res["steps"][0]["nested"]["params"][k]["threshold"] == pytest.approx(t_k)
         assert res["steps"][0]["nested"]["folds"][k] == pytest.approx(
             competition_score(truth[fold == k], prob[fold == k].astype(np.float64) > t_k))

@@ -376,7 +376,7 @@ def test_tuning_json_from_before_nested_tuning(run_copy, data_dir):
 
 
 def test_coverage_table_counts_by_hand(run, data_dir):
-    from ensemble.tune import apply_rules
+    from ensemble.rules import apply_rules
 
     out, page = run
     tr = load_train(data_dir)
@@ -521,7 +521,7 @@ def _near(arr, color, tol=40):
 
 def test_mosaic_section_draws_the_largest_mosaics(run):
     from ensemble import figures
-    from ensemble.tune import step_name
+    from ensemble.nested import step_name
 
     out, page = run
     text = (out / "report.html").read_text()
@@ -885,7 +885,7 @@ def _tuning(**over):
 
 def test_every_sweep_marks_its_choice_and_edges_are_flagged():
     from ensemble import figures
-    from ensemble.report import edge_notes, sweep_choices, tuning_section
+    from ensemble.sections.tuning import edge_notes, sweep_choices, tuning_section
 
     t = _tuning()
     c = sweep_choices(t)
@@ -917,7 +917,7 @@ def test_every_sweep_marks_its_choice_and_edges_are_flagged():
 
 
 def test_an_alternative_that_scores_higher_says_why_it_was_not_chosen():
-    from ensemble.report import tuning_section
+    from ensemble.sections.tuning import tuning_section
 
     text = plain(tuning_section(_tuning())[2])
     assert ("+ minimum area scores higher nested than the rules before it, but is not kept: within noise: "
@@ -939,7 +939,7 @@ def test_an_alternative_that_scores_higher_says_why_it_was_not_chosen():
 
 
 def test_best_images_are_not_among_the_worst():
-    from ensemble.report import examples_section
+    from ensemble.sections.examples import examples_section
     from salt.metric import image_scores
 
     # class "salt < 5%" holds two images, both among its worst four; class "salt 20-50%" holds six
@@ -957,3 +957,45 @@ def test_best_images_are_not_among_the_worst():
 
 
 N_WORST_TEST = 4
+
+
+def test_the_report_reads_the_tuned_masks_and_applies_no_rule(run_copy, data_dir, monkeypatch):
+    """The page's masks and per-image scores are those the tuning wrote (ensemble.tuned), read back bit for
+    bit; no rule is applied again. Changed predictions after the tuning say so in one note."""
+    import ensemble.rules
+    from ensemble.report import report
+    from salt.cli import UserError
+    from salt.metric import image_scores
+
+    out = run_copy
+    tr = load_train(data_dir)
+    with np.load(out / "segmenter" / "oof.npz") as z:
+        ids, prob = list(z["ids"]), z["prob"].astype(np.float32)
+    t = json.loads((out / "ensemble" / "tuning.json").read_text())
+    with np.load(out / "ensemble" / "oof-tuned.npz") as z:
+        assert list(z["ids"]) == ids
+        final = np.unpackbits(z["final"], axis=1, count=101 * 101).astype(bool).reshape(len(ids), 101, 101)
+        final_score, alone_score = z["final_score"], z["alone_score"]
+    truth = tr.masks[[tr.ids.index(i) for i in ids]]
+    alone = prob > np.float32(t["steps"][0]["params"]["threshold"])  # the segmenter alone, by hand
+    assert np.allclose(alone_score, image_scores(truth, alone)) and np.allclose(final_score, image_scores(truth, final))
+    assert final_score.mean() == pytest.approx(t["final"]["overall"])
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the report applied a rule")
+
+    monkeypatch.setattr(ensemble.rules, "apply_rules", refuse)
+    text = report(data_dir, out).read_text()
+    page_modules = [m for name, m in sys.modules.items() if name == "ensemble.report" or name == "ensemble.scores"
+                    or name.startswith("ensemble.sections")]
+    assert len(page_modules) > 5 and not any(hasattr(m, "apply_rules") for m in page_modules)
+    assert "changed after the tuning ran" not in text
+    assert f"{alone_score.mean():.4f} in-sample at threshold" in text
+    with np.load(out / "segmenter" / "oof.npz") as z:
+        arrays = dict(z)
+    arrays["prob"] = (arrays["prob"].astype(np.float32) * 0.5).astype(np.float16)
+    save_npz(out / "segmenter" / "oof.npz", **arrays)
+    assert "changed after the tuning ran" in report(data_dir, out).read_text()
+    (out / "ensemble" / "oof-tuned.npz").unlink()
+    with pytest.raises(UserError, match=r"oof-tuned\.npz: not found; run make submit \(python -m ensemble\.tune"):
+        report(data_dir, out)
