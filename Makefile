@@ -127,8 +127,9 @@ bench: $(STAMP)
 
 ## synthetic test images that make bench-predict predicts (the competition's test set has 18,000)
 IMAGES    ?= 18000
-## predicts and submits IMAGES synthetic test images (or TEST=FOLDER) with random cpu-preset fold models: images/s and peak memory per step (OUT/bench-predict)
+## the prediction step by batch size, threads and compiled step, then IMAGES synthetic test images (or TEST=FOLDER) predicted and submitted with random cpu-preset fold models: images/s and peak memory per step (OUT/bench-predict)
 bench-predict: $(STAMP)
+	$(PY) -m bench.predict_step --out $(OUT)/bench-predict
 	$(PY) -m bench.stream --out $(OUT)/bench-predict --images $(IMAGES) $(if $(filter command line environment,$(origin TEST)),--test $(TEST))
 
 # On a machine with a GPU and the project installed: installs nothing, trains fold 0 of the full preset
