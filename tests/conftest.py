@@ -17,6 +17,24 @@ os.environ.setdefault("SALT_OFFLINE", "1")
 REAL_DATA = REPO_ROOT.parent / "shared" / "tgs"
 
 
+def _openmp_threads_per_worker() -> None:
+    """Under pytest-xdist, OpenMP (PyTorch's CPU threads, and whatever the tests and the trainers they start
+    run on it) gets the cores divided among the workers, unless OMP_NUM_THREADS is set already. With one
+    worker a core, two threads a worker spin-wait for each other's core: a smoke-preset fold on the PyTorch
+    backend took 42.9 s of CPU with its default two threads and 16.3 s with one, on a busy 2-core machine
+    (2026-12-06, docs/suite.md). TensorFlow's and JAX's own thread pools are left as they are."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if workers > 1:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            cores = os.cpu_count() or 1
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores // workers)))
+
+
+_openmp_threads_per_worker()
+
+
 @pytest.fixture(scope="session")
 def synthetic_data(tmp_path_factory) -> Path:
     """A small synthetic Kaggle-layout data set (60 train, 10 test), made once per session. Do not modify."""
@@ -88,7 +106,10 @@ def call_cli(capsys):
 
 # The longest files first, so that pytest-xdist (`make test`: --dist loadfile --no-loadscope-reorder)
 # starts them on different workers instead of leaving two of them for the end.
-LONGEST_FIRST = ["test_full_preset_jax.py", "test_full_preset_tensorflow.py", "test_train.py", "test_backends.py"]
+# After the four longest, the files that start trainers or predictors or train small networks in process
+# (docs/suite.md), so that what is left for the end is files of seconds.
+LONGEST_FIRST = ["test_full_preset_jax.py", "test_full_preset_tensorflow.py", "test_train.py", "test_backends.py",
+                 "test_stream.py", "test_stage.py", "test_bench.py", "test_convert_weights.py"]
 
 
 def pytest_collection_modifyitems(config, items):
