@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -30,7 +31,7 @@ def make(target, data, out, *extra, timeout=600):
     return subprocess.run(args, env=ENV, capture_output=True, text=True, timeout=timeout)
 
 
-def python(module, *args, timeout=300):
+def python(module, *args, timeout=600):  # as make(): a busy machine took over 300 s (docs/suite.md)
     return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=REPO_ROOT, env=ENV,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -44,13 +45,21 @@ def assert_one_line_error(proc, *words):
 
 
 @pytest.fixture(scope="module")
-def trained(synthetic_data, tmp_path_factory):
-    """Both models trained once with the smoke preset, 2 folds."""
+def trained_logs(synthetic_data, tmp_path_factory):
+    """Both models trained once with the smoke preset, 2 folds: (data, out, {target: its make's stdout})."""
     out = tmp_path_factory.mktemp("trained") / "out"
+    logs = {}
     for target in ("train-segmenter", "train-classifier"):
         proc = make(target, synthetic_data, out)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return synthetic_data, out
+        logs[target] = proc.stdout
+    return synthetic_data, out, logs
+
+
+@pytest.fixture(scope="module")
+def trained(trained_logs):
+    """(data, out) of ``trained_logs``."""
+    return trained_logs[:2]
 
 
 def test_segmenter_outputs(trained):
@@ -75,6 +84,18 @@ def test_segmenter_outputs(trained):
             stage = out / "segmenter" / f"round{r}" / f"fold{k}"
             assert (stage / "best.keras").exists() and (stage / "done.json").exists()
             assert not list(stage.glob("last-*")) and not list(stage.glob(".tmp-*"))
+
+
+def test_a_piped_make_prints_one_line_an_epoch_and_the_countdown(trained_logs):
+    """`make train-segmenter` (which passes --verbose auto), its stdout a pipe: the smoke preset's 2 folds of
+    2 + 1 epochs print one line an epoch and the run's countdown, with no progress bars and none of their
+    control codes (tests/test_logs.py: on a terminal, Keras' progress bar)."""
+    out = trained_logs[2]["train-segmenter"]
+    assert not re.search("[\r\b\x1b]", out), "progress-bar control codes in a piped log"
+    epoch_lines = [ln for ln in out.splitlines() if re.match(r"\d+/\d+ - .*loss: ", ln)]
+    assert len(epoch_lines) == 6, out  # one line for each of the 2 x 3 epochs, not one per batch
+    countdown = [ln for ln in out.splitlines() if ln.startswith("run: ")]
+    assert [ln.split(";")[0] for ln in countdown] == [f"run: {k} of 6 epochs done" for k in range(1, 7)]
 
 
 def test_classifier_outputs(trained):
@@ -148,7 +169,11 @@ def test_repeat_run_skips_finished_work(trained):
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.keras")} == before
 
 
-def test_predict_any_folder(trained, tmp_path):
+def test_predict_any_folder(trained, tmp_path, call_cli):
+    """segmenter.predict on a folder of images (a subprocess, as a user runs it); classifier.predict on an
+    empty folder: one line, exit 2 (run in this process: the folder is refused before a model is loaded)."""
+    import classifier.predict
+
     data, out = trained
     proc = python("segmenter.predict", "--out", out, "--images", data / "test" / "images", "--name", "t")
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -158,7 +183,8 @@ def test_predict_any_folder(trained, tmp_path):
         assert f["wall_s"].shape == () and f["wall_s"] > 0  # the seconds it took, for the report
     empty_dir = tmp_path / "none"
     empty_dir.mkdir()
-    assert_one_line_error(python("classifier.predict", "--out", out, "--images", empty_dir), str(empty_dir))
+    code, _, err = call_cli(classifier.predict.main, ["--out", out, "--images", empty_dir])
+    assert_one_line_error(subprocess.CompletedProcess([], code, "", err), str(empty_dir))
 
 
 def test_kill_and_resume(synthetic_data, tmp_path):
@@ -230,12 +256,16 @@ def test_bad_validate_every(synthetic_data, tmp_path, call_cli, value):
     assert not (tmp_path / "out" / "segmenter").exists()
 
 
-def test_refuses_other_data_and_other_settings(trained, tmp_path):
+def test_refuses_other_data_and_other_settings(trained, tmp_path, call_cli):
+    """Other settings (run in this process: refused before any model is built), then other data (a
+    subprocess: the exit code and the one line as a user sees them)."""
+    import segmenter.train
+
     data, out = trained
     run_json = (out / "segmenter" / "run.json").read_text()
-    proc = python("segmenter.train", "--data", data, "--out", out, "--preset", "smoke", "--folds", "2",
-                  "--edge", "off")
-    assert_one_line_error(proc, "run.json", "preset")
+    code, _, err = call_cli(segmenter.train.main, ["--data", data, "--out", out, "--preset", "smoke", "--folds", "2",
+                                                   "--edge", "off"])
+    assert_one_line_error(subprocess.CompletedProcess([], code, "", err), "run.json", "preset")
     # the same ids with other pixels: another data set, refused by its fingerprint
     other = tmp_path / "data"
     subprocess.run(["cp", "-r", str(data), str(other)], check=True)
