@@ -5,8 +5,9 @@ One process per TensorFlow thread count (``--threads``) builds the preset's U-Ne
 speed does not depend on them) and predicts the same ``--images`` synthetic images with horizontal-flip
 test-time augmentation, at every batch size of ``--batch-sizes``, three ways:
 
-- ``two calls``: a ``model.predict`` for the images and one for their mirror images, sigmoid, mirroring
-  back and the mean in numpy (how ``training.predict`` predicted before);
+- ``two calls``: a ``model.predict`` for the images and one for their mirror images (a strided view),
+  every output converted, the sigmoid, mirroring back and the mean in numpy (how ``training.predict``
+  predicted before);
 - ``one step``: ``training.predict.predict_outputs``, both views in one batch and the sigmoid, mirroring
   and mean in the same compiled step (``training.predict.predictor``);
 - ``one step, XLA``: the same with ``jit_compile=True`` (TensorFlow only).
@@ -38,9 +39,9 @@ def two_calls(model, images: np.ndarray, batch_size: int) -> np.ndarray:
 
     x = to_input(images)
     total = 0.0
-    for i, view in enumerate([x, np.ascontiguousarray(x[:, :, ::-1])]):
-        z = model.predict(view, batch_size=batch_size, verbose=0)["mask"][..., 0]
-        p = 1.0 / (1.0 + np.exp(-np.clip(np.asarray(z, np.float32), -60, 60)))
+    for i, view in enumerate([x, x[:, :, ::-1]]):  # the mirror view as a strided view, as it was
+        out = {k: np.asarray(v, np.float32) for k, v in model.predict(view, batch_size=batch_size, verbose=0).items()}
+        p = 1.0 / (1.0 + np.exp(-np.clip(out["mask"][..., 0], -60, 60)))
         total = total + (p[:, :, ::-1] if i else p)
     return total / 2
 
@@ -74,7 +75,8 @@ def child(preset: str, n: int, batch_sizes: list[int], threads: int) -> list[dic
         def one_step_xla(bs):
             x = to_input(images)
             x = np.concatenate([x, np.zeros((-n % bs,) + x.shape[1:], x.dtype)])
-            return np.asarray(xla.predict(x, batch_size=bs, verbose=0)["mask"], np.float32)[:n]
+            out = xla.predict(x, batch_size=bs, verbose=0)
+            return np.asarray(out["mask"] if isinstance(out, dict) else out, np.float32)[:n]
         variants["one step, XLA"] = one_step_xla
     rows = []
     for bs in batch_sizes:
