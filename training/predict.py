@@ -41,7 +41,7 @@ class ViewMean(keras.layers.Layer):
     averaged with its original; one value per image (N,1) becomes (N,)."""
 
     def __init__(self, tta: bool, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(dtype="float32", **kwargs)
         self.tta = tta
 
     def call(self, z):
@@ -51,12 +51,19 @@ class ViewMean(keras.layers.Layer):
         a, b = ops.split(p, 2, axis=0)
         return (a + (ops.flip(b, axis=2) if len(p.shape) == 3 else b)) / 2
 
+    def compute_output_shape(self, shape):  # a symbolic batch may be odd (JAX traces with one): no split then
+        batch = shape[0] // 2 if self.tta and shape[0] is not None else shape[0]
+        return (batch,) + tuple(shape[1:-1])
+
 
 class Mirror(keras.layers.Layer):
     """The batch followed by its images mirrored left to right: both test-time views in one batch."""
 
     def call(self, x):
         return ops.concatenate([x, ops.flip(x, axis=2)], axis=0)
+
+    def compute_output_shape(self, shape):
+        return (None if shape[0] is None else 2 * shape[0],) + tuple(shape[1:])
 
 
 _PREDICTORS: "weakref.WeakKeyDictionary[keras.Model, dict]" = weakref.WeakKeyDictionary()
