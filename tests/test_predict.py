@@ -71,3 +71,25 @@ def test_npz_written_in_chunks_reads_back_in_chunks(tmp_path):
     (tmp_path / "cut.npz").write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(UserError, match="cut.npz"):
         list(npz_chunks(tmp_path / "cut.npz", "prob", 7))
+
+
+def test_an_earlier_model_is_freed_once_another_predicts():
+    """The compiled predictors are kept for the last model alone: the fold models a trainer predicted
+    with before are not held in memory (each predictor holds its model)."""
+    import gc
+    import weakref
+
+    def build(seed):
+        keras.utils.set_random_seed(seed)
+        inp = keras.Input((101, 101, 1))
+        x = keras.layers.Conv2D(2, 3, padding="same")(inp)
+        return keras.Model(inp, {"mask": keras.layers.Conv2D(1, 1, name="mask")(x)})
+
+    images = np.zeros((4, 101, 101), np.uint8)
+    first = build(0)
+    predict_outputs(first, images, tta=True, batch_size=4)
+    freed = weakref.ref(first)
+    del first
+    predict_outputs(build(1), images, tta=True, batch_size=4)
+    gc.collect()
+    assert freed() is None

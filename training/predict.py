@@ -17,7 +17,6 @@ import json
 import os
 import tempfile
 import time
-import weakref
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,25 +65,29 @@ class Mirror(keras.layers.Layer):
         return (None if shape[0] is None else 2 * shape[0],) + tuple(shape[1:])
 
 
-_PREDICTORS: "weakref.WeakKeyDictionary[keras.Model, dict]" = weakref.WeakKeyDictionary()
+_LAST: dict = {"model": None, "built": {}}  # the predictors of the last model predicted with
 
 
 def predictor(model: keras.Model, names=None, tta: bool = True) -> keras.Model:
     """A Keras model that returns the probabilities of ``model``'s outputs (or of ``names`` only), with
     the mirrored view predicted in the same batch and averaged in the same compiled step
     (docs/predict-bench.md: about 1.5x the images/s of two ``predict`` calls and numpy on 2 CPU cores). It
-    shares ``model``'s layers, so weights loaded into ``model`` later are the ones it uses; one is built
-    per (model, names, tta) and kept, so that its traced prediction step serves every chunk and fold."""
+    shares ``model``'s layers, so weights loaded into ``model`` later are the ones it uses. The predictors
+    of the last model are kept, one per (names, tta), so that a traced prediction step serves every chunk
+    and every fold loaded into that model; predicting with another model drops them, so that the models
+    of earlier folds can be freed (each predictor holds its model)."""
+    if _LAST["model"] is not model:
+        _LAST.update(model=model, built={})
+    built = _LAST["built"]
     key = (None if names is None else tuple(sorted(names)), bool(tta))
-    cache = _PREDICTORS.setdefault(model, {})
-    if key not in cache:
+    if key not in built:
         inp = keras.Input(model.inputs[0].shape[1:])
         out = model(Mirror()(inp) if tta else inp)
         if not isinstance(out, dict):
             out = {model.output_names[0]: out}
-        cache[key] = keras.Model(inp, {name: ViewMean(tta, name=f"{name}_prob")(z) for name, z in out.items()
+        built[key] = keras.Model(inp, {name: ViewMean(tta, name=f"{name}_prob")(z) for name, z in out.items()
                                        if names is None or name in names})
-    return cache[key]
+    return built[key]
 
 
 def predict_outputs(model: keras.Model, images: np.ndarray, tta: bool = True, batch_size: int = 64,
