@@ -120,6 +120,7 @@ def validate_submission(path, expected_ids, shape=SHAPE) -> None:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: file not found")
+    expected_ids = list(expected_ids)  # read twice below
     expected = set(expected_ids)
     seen: set[str] = set()
     extra, n_extra, bad = None, 0, None
