@@ -61,5 +61,5 @@ def test_the_caller_chooses_and_only_a_declaring_encoder_receives_it():
     seen.clear()
     encoders.Encoder(lambda x, **args: seen.update(args) or [x]).features("x", device={"split_groups": False})
     assert seen == {}
-    # this machine: no GPU, so TensorFlow's grouped convolution is split and the others' is not
-    assert devices.layer_choices() == {"split_groups": devices.backend() == "tensorflow"}
+    # this machine: no GPU, so TensorFlow's and JAX's grouped convolutions are split and PyTorch's is not
+    assert devices.layer_choices() == {"split_groups": devices.backend() in ("tensorflow", "jax")}
