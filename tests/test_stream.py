@@ -21,6 +21,7 @@ from segmenter.presets import PRESETS as SEG
 REPO = Path(__file__).resolve().parents[1]
 FOLDS = 3
 FP = "streamtest00-000000000000"
+N_TEST = 130  # 3 chunks of 64 (the last of 2), 9 batches of 16 (the last padded), 3 submission chunks of 50
 
 
 def tiny_classifier():
@@ -38,12 +39,12 @@ def cli(module, *args):
 
 @pytest.fixture(scope="module")
 def streamed(tmp_path_factory):
-    """300 synthetic test images predicted by 3 fold models of the smoke preset's segmenter and 3 small
+    """130 synthetic test images predicted by 3 fold models of the smoke preset's segmenter and 3 small
     classifiers, 64 images at a time, and the submission written 50 at a time."""
     from salt.synthetic import make_dataset
 
     root = tmp_path_factory.mktemp("stream")
-    data = make_dataset(root / "data", n_train=5, n_test=300, seed=3)
+    data = make_dataset(root / "data", n_train=5, n_test=N_TEST, seed=3)
     out = root / "out"
     saved = make_models(out, SEG["smoke"], {"stages": [{"name": "finetune"}]}, FOLDS, fingerprint=FP,
                         classifier_builder=tiny_classifier)
@@ -91,7 +92,7 @@ def test_streamed_mean_equals_the_reference(streamed, reference):
     with np.load(out / "segmenter" / "pred-s.npz") as z:
         assert list(z["ids"]) == ref["ids"] and str(z["fingerprint"]) == FP
         assert list(z["folds"]) == list(range(FOLDS)) and int(z["n_models"]) == FOLDS
-        assert z["prob"].dtype == np.float16 and z["prob"].shape == (300, 101, 101)
+        assert z["prob"].dtype == np.float16 and z["prob"].shape == (N_TEST, 101, 101)
         assert not [k for k in z.files if "fold" in k and k != "folds"]  # no per-fold arrays any more
         np.testing.assert_allclose(z["prob"].astype(np.float32), ref["prob"], atol=1e-3, rtol=0)  # float16's step
         np.testing.assert_allclose(z["p_salt"].astype(np.float32), ref["p_salt"], atol=1e-3, rtol=0)
