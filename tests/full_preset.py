@@ -89,12 +89,14 @@ def kill_and_resume(module, backend, args, state, after_epoch=1):
     return resumed
 
 
-def classifier_with_imagenet_weights(data, home, out, backend):
-    """With weights in Keras' cache, the head trains with the encoder frozen, then the whole network."""
+def classifier_with_imagenet_weights(data, home, out, backend, **environ):
+    """With weights in Keras' cache, the head trains with the encoder frozen, then the whole network.
+    ``environ``: more variables for the trainer's environment."""
     proc = train("classifier.train", backend, "--data", data, "--out", out, *BASE, "--epochs-scale", "0.01",
-                  environ=env(backend, KERAS_HOME=str(home)))
+                  environ=env(backend, KERAS_HOME=str(home), **environ))
     assert "encoder frozen" in proc.stdout and "whole network" in proc.stdout
     for st in ("head", "finetune"):
         assert (out / "classifier" / "fold0" / st / "done.json").exists()
     arrays = check_run(out / "classifier", backend, "imagenet")
     assert arrays["p_empty"].shape == (4,)
+    return proc

@@ -1,6 +1,6 @@
 """The full preset on the JAX backend (see tests/full_preset.py): the segmenter killed after its first
-epoch (or a later one) and resumed (the second process finds its compiled step in JAX's persistent
-cache), and the classifier with its frozen-head stage."""
+epoch (or a later one) and resumed on one device (the second process finds its compiled step in JAX's
+persistent cache), and the classifier with its frozen-head stage on two host devices, data-parallel."""
 from __future__ import annotations
 
 import pandas as pd
@@ -21,20 +21,13 @@ def test_segmenter_kill_and_resume(tiny_data, tmp_path):
     assert list((out / "cache" / "jax").glob("jit_train_step-*")), "the compiled step is cached on disk"
 
 
-def test_classifier(tiny_data, imagenet_home, tmp_path):
-    classifier_with_imagenet_weights(tiny_data, imagenet_home, tmp_path / "out", "jax")
-
-
-def test_data_parallel_on_two_devices(tiny_data, tmp_path):
-    """JAX given two host devices trains data-parallel (keras.distribution.DataParallel) and records both."""
+def test_classifier_data_parallel_on_two_devices(tiny_data, imagenet_home, tmp_path):
+    """JAX given two host devices trains data-parallel (keras.distribution.DataParallel: the batch of 2
+    split in two) and records both."""
     import json
 
-    from full_preset import env, train
-
     out = tmp_path / "out"
-    train("segmenter.train", "jax", "--data", tiny_data, "--out", out, "--preset", "smoke", "--batch-size", "2",
-          "--folds", "2", "--only-fold", "0", "--rounds", "1", "--epochs-scale", "0.5", "--verbose", "2",
-          environ=env("jax", XLA_FLAGS="--xla_force_host_platform_device_count=2"))
-    run = json.loads((out / "segmenter" / "run.json").read_text())
+    classifier_with_imagenet_weights(tiny_data, imagenet_home, out, "jax",
+                                     XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    run = json.loads((out / "classifier" / "run.json").read_text())
     assert run["environment"]["devices"] == ["cpu:0", "cpu:1"]
-    assert (out / "segmenter" / "oof" / "fold0.npz").exists()

@@ -1,6 +1,20 @@
 """Both models learn: a small network of each kind overfits a handful of real training images to a high
-score within a fixed number of steps. A broken loss, target, head or input scaling fails this."""
+score within a fixed number of steps. A broken loss, target, head or input scaling fails this.
+
+The two runs go through Keras' ``fit`` on the PyTorch backend, in one subprocess (this file run as a
+script), as tests/test_train.py's trainers do: the code under test (losses, targets, heads, input
+scaling) is written in ``keras.ops`` and is the same on every backend, and PyTorch runs eagerly, where
+TensorFlow spends most of these runs tracing graphs (the classifier's DenseNet121: 51 s on TensorFlow
+against 19 s on PyTorch, on 2 CPU cores; docs/suite.md). The subprocess prints what the tests assert.
+"""
 from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -8,10 +22,9 @@ import pandas as pd
 import pytest
 
 from salt.data import read_image, read_mask
-from salt.metric import competition_score
-from training import devices
-from training.batches import to_input
-from training.predict import predict_outputs
+
+REPO = Path(__file__).resolve().parents[1]
+TAG = "LEARNING_RESULT "
 
 
 def _handful(data_dir, n_salt=4, n_empty=4):
@@ -42,10 +55,15 @@ def _short_run_batchnorm(model):
             layer.momentum = 0.5
 
 
-def test_segmenter_overfits_a_handful_of_real_images(real_data):
+def _segmenter(data_dir) -> dict:
+    """In the subprocess: a small U-Net, built and compiled as segmenter.train does, fits 8 real images."""
+    from salt.metric import competition_score
     from segmenter.train import build_model, compile_model, make_targets
+    from training import devices
+    from training.batches import to_input
+    from training.predict import predict_outputs
 
-    images, masks = _handful(real_data)
+    images, masks = _handful(data_dir)
     preset = {"network": {"encoder": "resnet", "encoder_args": {"channels": [16, 32, 64], "blocks": [1, 1, 1]},
                           "input_size": 64, "fit": "resize", "decoder_filters": [32, 16], "head_kernel": 1,
                           "salt_units": 8, "dropout": 0.0, "edge": False},
@@ -57,24 +75,64 @@ def test_segmenter_overfits_a_handful_of_real_images(real_data):
     before = competition_score(masks, predict_outputs(model, images, tta=False, batch_size=8)["mask"] > 0.5)
     model.fit(to_input(images), make_targets(False)(masks), batch_size=8, epochs=150, verbose=0, shuffle=False)
     prob = predict_outputs(model, images, tta=False, batch_size=8)
-    after = competition_score(masks, prob["mask"] > 0.5)
-    assert after >= 0.8, f"segmenter score on its own 8 training images: {before:.3f} -> {after:.3f}"
-    assert (prob["salt"] > 0.5).tolist() == masks.reshape(len(masks), -1).any(1).tolist()
+    return {"before": float(before), "after": float(competition_score(masks, prob["mask"] > 0.5)),
+            "salt": (prob["salt"] > 0.5).tolist(), "has_salt": masks.reshape(len(masks), -1).any(1).tolist()}
 
 
-def test_classifier_overfits_a_handful_of_real_images(real_data):
+def _classifier(data_dir) -> dict:
+    """In the subprocess: DenseNet121 at 32x32 (random encoder), compiled as classifier.train does, fits
+    the same 8 images."""
     from classifier.model import build_classifier
     from classifier.train import compile_model, empty_targets
+    from training import devices
+    from training.batches import to_input
+    from training.predict import predict_outputs
 
-    images, masks = _handful(real_data)
+    images, masks = _handful(data_dir)
     devices.new_session(0)
     model, init = build_classifier("densenet121", input_size=32, encoder_weights="none", dropout=0.0)
-    assert init == "random"
     _short_run_batchnorm(model)
     compile_model(model, 1e-3)
     model.fit(to_input(images), empty_targets(masks), batch_size=8, epochs=40, verbose=0, shuffle=False)
     p_empty = predict_outputs(model, images, tta=False, batch_size=8)["empty"]
-    truth = ~masks.reshape(len(masks), -1).any(1)
+    return {"init": init, "p_empty": p_empty.tolist(), "empty": (~masks.reshape(len(masks), -1).any(1)).tolist()}
+
+
+CHILDREN = {"segmenter": _segmenter, "classifier": _classifier}
+
+
+@functools.lru_cache(maxsize=None)
+def _learned(data_dir: Path) -> dict:
+    """Both runs in one PyTorch subprocess: {network: what it printed}."""
+    env = dict(os.environ, KERAS_BACKEND="torch", TF_CPP_MIN_LOG_LEVEL="3", SALT_OFFLINE="1",
+               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+    proc = subprocess.run([sys.executable, __file__, str(data_dir), *CHILDREN], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=900)
+    results = {}
+    for line in proc.stdout.splitlines():
+        if line.startswith(TAG):
+            r = json.loads(line[len(TAG):])
+            results[r.pop("network")] = r
+    return {name: results.get(name, {"error": f"no result (exit {proc.returncode}):\n{proc.stderr[-4000:]}"})
+            for name in CHILDREN}
+
+
+def _result(data_dir, name) -> dict:
+    r = _learned(Path(data_dir))[name]
+    assert "error" not in r, f"{name} in the subprocess:\n{r['error'][-4000:]}"
+    return r
+
+
+def test_segmenter_overfits_a_handful_of_real_images(real_data):
+    r = _result(real_data, "segmenter")
+    assert r["after"] >= 0.8, f"segmenter score on its own 8 training images: {r['before']:.3f} -> {r['after']:.3f}"
+    assert r["salt"] == r["has_salt"]
+
+
+def test_classifier_overfits_a_handful_of_real_images(real_data):
+    r = _result(real_data, "classifier")
+    assert r["init"] == "random"
+    p_empty, truth = np.array(r["p_empty"]), np.array(r["empty"])
     assert ((p_empty > 0.5) == truth).all(), f"P(empty) {np.round(p_empty, 2)} for empty {truth}"
     log_loss = keras.ops.convert_to_numpy(keras.losses.binary_crossentropy(truth.astype("float32"), p_empty))
     assert float(log_loss) < 0.2
@@ -99,3 +157,14 @@ def test_weight_decay_spares_batchnorm_and_biases():
     for p in after:
         if p not in kernel:
             np.testing.assert_array_equal(after[p], 2.0)
+
+
+if __name__ == "__main__":
+    import traceback
+
+    for name in sys.argv[2:]:  # one network's failure is its test's, and the next network still runs
+        try:
+            result = CHILDREN[name](Path(sys.argv[1]))
+        except Exception:
+            result = {"error": traceback.format_exc()}
+        print(TAG + json.dumps({"network": name, **result}), flush=True)
