@@ -34,6 +34,12 @@ def _openmp_threads_per_worker() -> None:
 
 _openmp_threads_per_worker()
 
+# XLA (JAX's compiler, and TensorFlow's where a test asks for jit_compile) without LLVM's optimisation
+# passes: these tests compile networks to run a handful of steps, so compile time is what they spend.
+# tests/test_backends.py's JAX subprocess took 36 s of CPU instead of 57, the full preset's classifier on
+# JAX 64 s instead of 83 (2 CPU cores, docs/suite.md); what the tests check does not change. Unless set.
+os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+
 
 @pytest.fixture(scope="session")
 def synthetic_data(tmp_path_factory) -> Path:

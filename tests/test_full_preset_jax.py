@@ -3,6 +3,8 @@ epoch (or a later one) and resumed on one device (the second process finds its c
 persistent cache), and the classifier with its frozen-head stage on two host devices, data-parallel."""
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 
 from full_preset import BASE, check_run, classifier_with_imagenet_weights, imagenet_home, kill_and_resume, tiny_data  # noqa: F401
@@ -28,6 +30,6 @@ def test_classifier_data_parallel_on_two_devices(tiny_data, imagenet_home, tmp_p
 
     out = tmp_path / "out"
     classifier_with_imagenet_weights(tiny_data, imagenet_home, out, "jax",
-                                     XLA_FLAGS="--xla_force_host_platform_device_count=2")
+                                     XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2")
     run = json.loads((out / "classifier" / "run.json").read_text())
     assert run["environment"]["devices"] == ["cpu:0", "cpu:1"]
