@@ -39,7 +39,7 @@ def _one_core_per_worker() -> None:
     """Under pytest-xdist with at least a core a worker, each worker and every process it starts run on
     cores of their own (the CPU affinity is inherited; training.devices.cores() and the thread pools of
     TensorFlow, XLA and OpenMP size themselves by it), so that no worker's threads wait on the other's
-    core. A fresh clone's suite on 2 cores: 474 s of pytest and 909 s of CPU against 491 s and 950 s
+    core. The suite in a clone on 2 cores: 474 s of pytest and 909 s of CPU against 491 s and 950 s
     unpinned (docs/suite.md)."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
@@ -55,7 +55,7 @@ _one_core_per_worker()
 # XLA (JAX's compiler, and TensorFlow's where a test asks for jit_compile) without LLVM's optimisation
 # passes: these tests compile networks to run a handful of steps, so compile time is what they spend.
 # tests/test_backends.py's JAX subprocess took 36 s of CPU instead of 57, the full preset's classifier on
-# JAX 64 s instead of 83 (2 CPU cores, docs/suite.md); what the tests check does not change. Unless set.
+# JAX 64 s of wall time instead of 83 (2 CPU cores, docs/suite.md); what the tests check does not change. Unless set.
 os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
 
 
