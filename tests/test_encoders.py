@@ -33,7 +33,7 @@ def test_split_and_native_grouped_convolutions_agree_with_the_reference():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, 6, 7, 8)).astype(np.float32)
     outs = []
-    for split in (True, False):
+    for split in (True, False, "train"):
         layer = GroupedConv2D(12, 3, groups=4, use_bias=False, split_groups=split)
         y = keras.ops.convert_to_numpy(layer(x))
         if not outs:
@@ -47,6 +47,11 @@ def test_split_and_native_grouped_convolutions_agree_with_the_reference():
     want = _reference(x.astype(np.float64), kernel.astype(np.float64), 4)
     for y in outs:
         assert np.allclose(y, want, atol=1e-4)
+    # "train": split when training, native at inference, the same results either way
+    layer.set_weights([kernel])
+    for training in (True, False):
+        y = keras.ops.convert_to_numpy(layer(x, training=training))
+        assert layer._split_now is training and np.allclose(y, want, atol=1e-4)
 
 
 def test_the_caller_chooses_and_only_a_declaring_encoder_receives_it():
@@ -61,5 +66,6 @@ def test_the_caller_chooses_and_only_a_declaring_encoder_receives_it():
     seen.clear()
     encoders.Encoder(lambda x, **args: seen.update(args) or [x]).features("x", device={"split_groups": False})
     assert seen == {}
-    # this machine: no GPU, so TensorFlow's and JAX's grouped convolutions are split and PyTorch's is not
-    assert devices.layer_choices() == {"split_groups": devices.backend() in ("tensorflow", "jax")}
+    # this machine: no GPU, so TensorFlow's grouped convolutions are split, JAX's in training, PyTorch's not
+    want = {"tensorflow": True, "jax": "train", "torch": False}[devices.backend()]
+    assert devices.layer_choices() == {"split_groups": want}

@@ -142,9 +142,12 @@ def layer_choices() -> dict:
     ``device_args``): ``split_groups``, a grouped convolution as one convolution per group, on a CPU with
     TensorFlow, whose own has a gradient 60-400x slower (segmenter.encoders.seresnext), or with JAX, where
     XLA's own made a training step of the full preset's SE-ResNeXt50 U-Net 5x slower (6.0 against 1.2 s a
-    batch of 2 at 128, bfloat16, 2 cores; docs/suite.md), for a compile 1.4x longer. PyTorch's CPU one is
-    left as it is."""
-    return {"split_groups": backend() in ("tensorflow", "jax") and not has_gpu()}
+    batch of 2 at 128, bfloat16, 2 cores; docs/suite.md), for a compile 1.4x longer: there in training
+    only (``"train"``), since XLA's forward pass is as fast and compiles in a third of the time. PyTorch's
+    CPU one is left as it is."""
+    if has_gpu() or backend() not in ("tensorflow", "jax"):
+        return {"split_groups": False}
+    return {"split_groups": True if backend() == "tensorflow" else "train"}
 
 
 def step_loop() -> bool:
