@@ -4,7 +4,7 @@ trainer's own fit in tests/test_full_preset_*.py).
 
 The backend is fixed when Keras is imported, so each backend runs in a subprocess of its own (this file run
 as a script with KERAS_BACKEND set, once per backend for all its networks: one start-up of PyTorch serves
-both of its tests), which prints a JSON summary per network that the tests check; the
+both of its tests; tests/children.py), which prints a JSON summary per network that the tests check; the
 compiled loss is checked against a numpy reference computed from the model's own outputs. The models are built
 and compiled exactly as the trainers do: segmenter.unet.build_unet(**PRESETS["smoke"]["network"]) with
 segmenter.train.compile_model and the smoke preset's first round; the classifier (DenseNet121 at 32x32,
@@ -12,21 +12,16 @@ random encoder) with Adam + BinaryCrossentropy(from_logits=True).
 """
 from __future__ import annotations
 
-import functools
 import importlib.util
-import json
-import os
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from children import child_main, child_result, run_children
+
 BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}  # Keras backend -> package
-TAG = "BACKEND_RESULT "
 N = 8
 
 
@@ -152,32 +147,11 @@ CHILDREN = {"segmenter": _child_segmenter, "classifier": _child_classifier}
 NETWORKS = {"tensorflow": ("segmenter",), "jax": ("segmenter",), "torch": ("segmenter", "classifier")}
 
 
-@functools.lru_cache(maxsize=None)
-def _run_backend(backend: str) -> tuple[dict, int, str]:
-    """Runs CHILDREN[network] for every network of NETWORKS[backend] in one subprocess with
-    KERAS_BACKEND=backend: ({network: its JSON summary}, exit code, the end of its stderr)."""
-    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2", SALT_OFFLINE="1",
-               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
-    proc = subprocess.run([sys.executable, __file__, *NETWORKS[backend]], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=900)
-    results = {}
-    for line in proc.stdout.splitlines():
-        if line.startswith(TAG):
-            r = json.loads(line[len(TAG):])
-            results[r.pop("network")] = r
-    return results, proc.returncode, proc.stderr[-4000:]
-
-
 def _run(backend: str, network: str) -> dict:
     """The JSON summary of CHILDREN[network] run in a subprocess with KERAS_BACKEND=backend."""
     if importlib.util.find_spec(BACKENDS[backend]) is None:
         pytest.skip(f"the {backend} backend's package {BACKENDS[backend]!r} is not installed")
-    results, code, stderr = _run_backend(backend)
-    if network not in results:
-        raise AssertionError(f"{network} on the {backend} backend: the subprocess failed (exit {code}):\n{stderr}")
-    r = results[network]
-    if "error" in r:
-        raise AssertionError(f"{network} on the {backend} backend failed in the subprocess:\n{r['error'][-4000:]}")
+    r = child_result(run_children(__file__, backend, NETWORKS[backend]), network, f"{network} on the {backend} backend")
     assert r["backend"] == backend
     return r
 
@@ -226,11 +200,4 @@ def test_classifier_train_step_and_predict(backend):
 
 
 if __name__ == "__main__":
-    import traceback
-
-    for name in sys.argv[1:]:  # one network's failure is its test's, and the next network still runs
-        try:
-            result = CHILDREN[name]()
-        except Exception:
-            result = {"error": traceback.format_exc()}
-        print(TAG + json.dumps({"network": name, **result}), flush=True)
+    child_main(CHILDREN, sys.argv[1:])

@@ -2,29 +2,22 @@
 score within a fixed number of steps. A broken loss, target, head or input scaling fails this.
 
 The two runs go through Keras' ``fit`` on the PyTorch backend, in one subprocess (this file run as a
-script), as tests/test_train.py's trainers do: the code under test (losses, targets, heads, input
+script, tests/children.py), as tests/test_train.py's trainers do: the code under test (losses, targets, heads, input
 scaling) is written in ``keras.ops`` and is the same on every backend, and PyTorch runs eagerly, where
 TensorFlow spends most of these runs tracing graphs (the classifier's DenseNet121: 51 s on TensorFlow
 against 19 s on PyTorch, on 2 CPU cores; docs/suite.md). The subprocess prints what the tests assert.
 """
 from __future__ import annotations
 
-import functools
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import keras
 import numpy as np
 import pandas as pd
-import pytest
 
+from children import child_main, child_result, run_children
 from salt.data import read_image, read_mask
-
-REPO = Path(__file__).resolve().parents[1]
-TAG = "LEARNING_RESULT "
 
 
 def _handful(data_dir, n_salt=4, n_empty=4):
@@ -63,7 +56,7 @@ def _segmenter(data_dir) -> dict:
     from training.batches import to_input
     from training.predict import predict_outputs
 
-    images, masks = _handful(data_dir)
+    images, masks = _handful(Path(data_dir))
     preset = {"network": {"encoder": "resnet", "encoder_args": {"channels": [16, 32, 64], "blocks": [1, 1, 1]},
                           "input_size": 64, "fit": "resize", "decoder_filters": [32, 16], "head_kernel": 1,
                           "salt_units": 8, "dropout": 0.0, "edge": False},
@@ -88,7 +81,7 @@ def _classifier(data_dir) -> dict:
     from training.batches import to_input
     from training.predict import predict_outputs
 
-    images, masks = _handful(data_dir)
+    images, masks = _handful(Path(data_dir))
     devices.new_session(0)
     model, init = build_classifier("densenet121", input_size=32, encoder_weights="none", dropout=0.0)
     _short_run_batchnorm(model)
@@ -101,26 +94,9 @@ def _classifier(data_dir) -> dict:
 CHILDREN = {"segmenter": _segmenter, "classifier": _classifier}
 
 
-@functools.lru_cache(maxsize=None)
-def _learned(data_dir: Path) -> dict:
-    """Both runs in one PyTorch subprocess: {network: what it printed}."""
-    env = dict(os.environ, KERAS_BACKEND="torch", TF_CPP_MIN_LOG_LEVEL="3", SALT_OFFLINE="1",
-               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
-    proc = subprocess.run([sys.executable, __file__, str(data_dir), *CHILDREN], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=900)
-    results = {}
-    for line in proc.stdout.splitlines():
-        if line.startswith(TAG):
-            r = json.loads(line[len(TAG):])
-            results[r.pop("network")] = r
-    return {name: results.get(name, {"error": f"no result (exit {proc.returncode}):\n{proc.stderr[-4000:]}"})
-            for name in CHILDREN}
-
-
 def _result(data_dir, name) -> dict:
-    r = _learned(Path(data_dir))[name]
-    assert "error" not in r, f"{name} in the subprocess:\n{r['error'][-4000:]}"
-    return r
+    """``name``'s run, both run once in one PyTorch subprocess (tests/children.py)."""
+    return child_result(run_children(__file__, "torch", tuple(CHILDREN), (str(data_dir),)), name, name)
 
 
 def test_segmenter_overfits_a_handful_of_real_images(real_data):
@@ -160,11 +136,4 @@ def test_weight_decay_spares_batchnorm_and_biases():
 
 
 if __name__ == "__main__":
-    import traceback
-
-    for name in sys.argv[2:]:  # one network's failure is its test's, and the next network still runs
-        try:
-            result = CHILDREN[name](Path(sys.argv[1]))
-        except Exception:
-            result = {"error": traceback.format_exc()}
-        print(TAG + json.dumps({"network": name, **result}), flush=True)
+    child_main(CHILDREN, sys.argv[1:])
