@@ -17,40 +17,28 @@ os.environ.setdefault("SALT_OFFLINE", "1")
 REAL_DATA = REPO_ROOT.parent / "shared" / "tgs"
 
 
-def _openmp_threads_per_worker() -> None:
-    """Under pytest-xdist, OpenMP (PyTorch's CPU threads, and whatever the tests and the trainers they start
-    run on it) gets the cores divided among the workers, unless OMP_NUM_THREADS is set already. With one
-    worker a core, two threads a worker spin-wait for each other's core: a smoke-preset fold on the PyTorch
-    backend took 42.9 s of CPU with its default two threads and 16.3 s with one, on a busy 2-core machine
-    (2026-12-06, docs/suite.md). TensorFlow's and JAX's own thread pools are left as they are."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
-    if workers > 1:
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except AttributeError:  # not on Linux
-            cores = os.cpu_count() or 1
-        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores // workers)))
-
-
-_openmp_threads_per_worker()
-
-
-def _one_core_per_worker() -> None:
-    """Under pytest-xdist with at least a core a worker, each worker and every process it starts run on
-    cores of their own (the CPU affinity is inherited; training.devices.cores() and the thread pools of
-    TensorFlow, XLA and OpenMP size themselves by it), so that no worker's threads wait on the other's
-    core. The suite in a clone on 2 cores: 474 s of pytest and 909 s of CPU against 491 s and 950 s
-    unpinned (docs/suite.md)."""
+def _worker_cores() -> None:
+    """Under pytest-xdist, each worker and every process it starts get the cores divided among the
+    workers: the CPU affinity (inherited; training.devices.cores() and the thread pools of TensorFlow and
+    XLA size themselves by it), where there is at least a core a worker, and OpenMP's threads (PyTorch's),
+    unless OMP_NUM_THREADS is set already. Otherwise two workers' processes run four busy threads on two
+    cores and spin-wait for each other: a smoke-preset fold on PyTorch took 42.9 s of CPU with two OpenMP
+    threads and 16.3 s with one, on a busy 2-core machine; the suite in a clone on 2 cores took 474 s of
+    pytest and 909 s of CPU pinned against 491 s and 950 s unpinned (docs/suite.md)."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    if workers < 2 or not worker.startswith("gw") or not hasattr(os, "sched_setaffinity"):
+    if workers < 2 or not worker.startswith("gw"):
         return
-    cores = sorted(os.sched_getaffinity(0))
-    if len(cores) >= workers:  # worker k: every workers-th core from the k-th
+    try:
+        cores = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = list(range(os.cpu_count() or 1))
+    if len(cores) >= workers and hasattr(os, "sched_setaffinity"):  # worker k: every workers-th core from the k-th
         os.sched_setaffinity(0, set(cores[int(worker[2:]) % workers::workers]))
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(cores) // workers)))
 
 
-_one_core_per_worker()
+_worker_cores()
 
 # XLA (JAX's compiler, and TensorFlow's where a test asks for jit_compile) without LLVM's optimisation
 # passes: these tests compile networks to run a handful of steps, so compile time is what they spend.
